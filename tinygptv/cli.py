@@ -17,6 +17,13 @@ def _describe(args):
     print(describe(args.preset, args.stage, lora_in_stage1=args.lora_in_stage1, train_qformer=args.train_qformer,
                    frozen_dtype=args.frozen_dtype))
 
+def _convert(args):
+    from tinygptv.checkpoint import convert
+    convert(args.phi2, args.eva, args.blip2, args.stage, out=args.out, minigpt4=args.minigpt4, ckpt=args.ckpt,
+            preset=args.preset, frozen_dtype=args.dtype, lora_r=args.lora_r, lora_in_stage1=args.lora_in_stage1,
+            train_qformer=args.train_qformer)
+    print(f"saved {args.out}")
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinygptv", description="TinyGPT-V: learn it, reproduce it, run it.")
     p.add_argument("--version", action="version", version=f"tinygptv {tinygptv.__version__}")
@@ -30,6 +37,21 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--frozen-dtype", choices=["float32", "float16", "bfloat16"], default=None,
                    help="dtype of the frozen ViT and Phi-2 weights (default: the preset's)")
     d.set_defaults(func=_describe)
+
+    c = sub.add_parser("convert", help="upstream weight files (local paths) -> a tinygptv model folder")
+    c.add_argument("--phi2", required=True, help="Phi-2 folder: config.json, weights (split or fused QKV), tokenizer")
+    c.add_argument("--eva", required=True, help="LAVIS eva_vit_g.pth")
+    c.add_argument("--blip2", required=True, help="BLIP-2 blip2_pretrained_flant5xxl.pth (Q-Former, query tokens, ln_vision)")
+    c.add_argument("--minigpt4", help="MiniGPT-4 pretrained_minigpt4_7b.pth, to initialise llama_proj (the paper's Linear 1)")
+    c.add_argument("--ckpt", help="a TinyGPT-V stage checkpoint (TinyGPT-V_for_StageN.pth), loaded last")
+    c.add_argument("--stage", type=int, choices=[1, 2, 3, 4], required=True, help="the stage the model is for")
+    c.add_argument("--out", required=True, help="output folder (config.json, model.safetensors, adapter/, tokenizer, README.md)")
+    c.add_argument("--preset", choices=["tiny", "paper"], default="paper", help="model sizes the files must match")
+    c.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16", help="dtype of the frozen ViT and Phi-2 weights")
+    c.add_argument("--lora-r", type=int, help="LoRA rank (default: the preset's, 64 for paper)")
+    c.add_argument("--lora-in-stage1", action="store_true", help="stage 1 with LoRA (upstream's shipped code)")
+    c.add_argument("--train-qformer", action="store_true", help="stage 4 with a trainable Q-Former (pre-v1)")
+    c.set_defaults(func=_convert)
     return p
 
 def main(argv: list[str] | None = None) -> int:

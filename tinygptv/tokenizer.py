@@ -34,7 +34,10 @@ def load_tokenizer(path) -> PreTrainedTokenizerFast:
     if not ((path / "tokenizer.json").exists() or ((path / "vocab.json").exists() and (path / "merges.txt").exists())):
         raise FileNotFoundError(f"no tokenizer in {path}: expected tokenizer.json, or vocab.json and merges.txt "
                                 f"(found: {', '.join(sorted(p.name for p in path.iterdir())) or 'nothing'})")
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if (path / "tokenizer.json").exists():   # read it directly: AutoTokenizer would also parse the folder's config.json
+        tok = PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    else:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if EOT not in tok.get_vocab():
         raise ValueError(f"the tokenizer in {path} has no {EOT} token; TinyGPT-V needs Phi-2's tokenizer or one like it")
     tok.pad_token = EOT
