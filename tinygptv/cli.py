@@ -24,6 +24,15 @@ def _convert(args):
             train_qformer=args.train_qformer)
     print(f"saved {args.out}")
 
+def _data_check(args):
+    from tinygptv.mixtures import check_stage_data, format_check
+    rows, ok = check_stage_data(args.stage, args.root, extra=args.xgptv2)
+    print(f"stage {args.stage} data under {args.root}:")
+    print(format_check(rows))
+    bad = [r["dataset"] for r in rows if r["status"] == "MISSING" or not r["records"]]
+    print("all datasets present" if ok else f"{len(bad)} dataset(s) missing or empty: {', '.join(bad)}")
+    return 0 if ok else 1
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinygptv", description="TinyGPT-V: learn it, reproduce it, run it.")
     p.add_argument("--version", action="version", version=f"tinygptv {tinygptv.__version__}")
@@ -52,14 +61,21 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--lora-in-stage1", action="store_true", help="stage 1 with LoRA (upstream's shipped code)")
     c.add_argument("--train-qformer", action="store_true", help="stage 4 with a trainable Q-Former (pre-v1)")
     c.set_defaults(func=_convert)
+
+    dt = sub.add_parser("data", help="dataset tools")
+    dsub = dt.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    ck = dsub.add_parser("check", help="check a data root against a stage's datasets (default layout: see the Datasets notebook)")
+    ck.add_argument("--stage", type=int, choices=[1, 2, 3, 4], required=True)
+    ck.add_argument("--root", required=True, help="data root in tinygptv's default layout")
+    ck.add_argument("--xgptv2", action="store_true", help="stage 4: also check COCO captions and OCR-VQA (XGPTv2's mixture)")
+    ck.set_defaults(func=_data_check)
     return p
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `tinygptv` console script."
     args = make_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except (ValueError, FileNotFoundError) as e:
         print(f"tinygptv {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
