@@ -136,10 +136,10 @@ def file_record(path) -> dict:
 
 def convert(phi2, eva, blip2, stage: int, out=None, minigpt4=None, ckpt=None, preset: str = "paper",
             frozen_dtype: str = "float16", lora_r: int | None = None, lora_in_stage1: bool = False,
-            train_qformer: bool = False, verbose: bool = True) -> TinyGPTV:
-    "A TinyGPT-V for `stage` from upstream files (local paths); saved to `out` when given."
+            train_qformer: bool = False, verbose: bool = True, cfg: TinyGPTVConfig | None = None) -> TinyGPTV:
+    "A TinyGPT-V for `stage` from upstream files (local paths); saved to `out` when given. `cfg` overrides `preset`."
     spec = get_stage(stage, lora_in_stage1, train_qformer)
-    cfg = TinyGPTVConfig.from_preset(preset, frozen_dtype=frozen_dtype)
+    cfg = cfg or TinyGPTVConfig.from_preset(preset, frozen_dtype=frozen_dtype)
     if lora_r: cfg.lora = LoraSettings(**{**asdict(cfg.lora), "r": lora_r})
     tokenizer = load_tokenizer(phi2)                           # fail early: a Phi-2 folder must carry its tokenizer
     model = empty_model(cfg, spec)

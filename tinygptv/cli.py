@@ -33,6 +33,62 @@ def _data_check(args):
     print("all datasets present" if ok else f"{len(bad)} dataset(s) missing or empty: {', '.join(bad)}")
     return 0 if ok else 1
 
+def _train(args):
+    if args.preset == "tiny":
+        from tinygptv.recipe import run_tiny
+        m = run_tiny(args.out, resume=args.resume, scale=args.scale)
+        print((__import__("pathlib").Path(args.out) / "report.md").read_text())
+        return 0
+    from tinygptv.recipe import train_stage_from
+    if not (args.init and args.data_root and args.stage):
+        raise ValueError("--preset paper needs --stage, --init (a model folder: convert's output, or the previous stage's model/) and --data-root")
+    train_stage_from(args.init, args.stage, args.data_root, args.out, quirks=tuple(args.quirk or ()), resume=args.resume, steps=args.steps)
+    print(f"saved {args.out}/model")
+
+def _pretrain_backbones(args):
+    from tinygptv.backbones import pretrain_tiny_backbones
+    print(pretrain_tiny_backbones(args.out))
+
+def _eval(args):
+    from tinygptv.benchmarks import evaluate
+    from tinygptv.checkpoint import TinyGPTV
+    from pathlib import Path
+    model = TinyGPTV.from_pretrained(args.model)
+    evaluate(model, args.bench, args.root, out=args.out, limit=args.limit, scoring=args.scoring, template=args.template,
+             batch_size=args.batch_size)
+    print((Path(args.out) / "results.md").read_text(), end="")
+    print(f"predictions in {args.out}/predictions, chart in {args.out}/results.png")
+
+def _chat(args):
+    from tinygptv.chat import Chat, GenerationSettings
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, sample=args.sample, temperature=args.temperature, seed=args.seed)
+    chat = Chat.load(args.model, device=args.device, quant=args.quant, merge_lora=not args.keep_lora, vision=args.vision, settings=settings)
+    def answer(q, image):
+        text = ""
+        for piece in chat.stream(q, image):
+            print(piece, end="", flush=True); text += piece
+        print()
+        return text
+    if args.prompt is not None:
+        text = answer(args.prompt, args.image)
+        if args.draw: chat.draw(text).save(args.draw); print(f"boxes drawn on {args.draw}")
+        return 0
+    print(f"tinygptv chat: stage {chat.stage} model on {chat.model.device}; type a question, 'reset' to start over, 'quit' to leave")
+    first = True
+    for line in sys.stdin:
+        q = line.strip()
+        if q in ("quit", "exit"): break
+        if q == "reset": chat.reset(); first = True; print("(new conversation)"); continue
+        if not q: continue
+        try: answer(q, args.image if first else None); first = False
+        except ValueError as e: print(f"error: {e}")
+    return 0
+
+def _bench(args):
+    from tinygptv.bench import run_bench
+    run_bench(args.out, args.preset, n_new=args.n_new)
+    print(open(f"{args.out}/bench.md").read())
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinygptv", description="TinyGPT-V: learn it, reproduce it, run it.")
     p.add_argument("--version", action="version", version=f"tinygptv {tinygptv.__version__}")
@@ -69,6 +125,54 @@ def make_parser() -> argparse.ArgumentParser:
     ck.add_argument("--root", required=True, help="data root in tinygptv's default layout")
     ck.add_argument("--xgptv2", action="store_true", help="stage 4: also check COCO captions and OCR-VQA (XGPTv2's mixture)")
     ck.set_defaults(func=_data_check)
+
+    t = sub.add_parser("train", help="train: the tiny preset end to end, or one paper stage on real data")
+    t.add_argument("--preset", choices=["tiny", "paper"], default="tiny")
+    t.add_argument("--out", required=True, help="run folder (stage folders, checkpoints, TensorBoard logs, report)")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--scale", type=float, default=1.0, help="tiny: multiply every stage's steps (default 1)")
+    t.add_argument("--stage", type=int, choices=[1, 2, 3, 4], help="paper: the stage to train")
+    t.add_argument("--init", help="paper: the model folder to start from (convert's output, or the previous stage's model/)")
+    t.add_argument("--data-root", help="paper: data root in the default layout (see `tinygptv data check`)")
+    t.add_argument("--steps", type=int, help="paper: stop after this many steps (default: the stage's schedule)")
+    t.add_argument("--quirk", action="append", choices=["stage4_min_lr", "warmup_in_epoch", "lora_in_stage1", "no_grad_clip"],
+                   help="reproduce an upstream defect (repeatable)")
+    t.set_defaults(func=_train)
+
+    pb = sub.add_parser("pretrain-backbones", help="pretrain the tiny preset's EVA, Q-Former and Phi on the synthetic world")
+    pb.add_argument("--out", required=True, help="folder for phi-2/, eva_vit_g.pth, blip2_pretrained_flant5xxl.pth")
+    pb.set_defaults(func=_pretrain_backbones)
+
+    ch = sub.add_parser("chat", help="ask a model folder about an image (one-shot with --prompt, else interactive)")
+    ch.add_argument("--model", required=True, help="model folder (save_pretrained / convert output)")
+    ch.add_argument("--image", required=True, help="image file")
+    ch.add_argument("--prompt", help="the question; without it, questions are read from standard input")
+    ch.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (falls back to the CPU with a message)")
+    ch.add_argument("--quant", choices=["none", "8bit", "4bit", "int8-dynamic"], default="none", help="Phi-2's linear layers")
+    ch.add_argument("--vision", choices=["none", "int8"], default="none", help="ViT and Q-Former in int8 (CPU)")
+    ch.add_argument("--keep-lora", action="store_true", help="keep LoRA adapters separate instead of merging them before quantizing")
+    ch.add_argument("--sample", action="store_true", help="sample (top-p 0.9; temperature 0.6 in stage 4, else 1.0) instead of greedy")
+    ch.add_argument("--temperature", type=float); ch.add_argument("--seed", type=int)
+    ch.add_argument("--max-new-tokens", type=int, default=300)
+    ch.add_argument("--draw", help="one-shot: save the image with the answer's boxes to this file")
+    ch.set_defaults(func=_chat)
+
+    bn = sub.add_parser("bench", help="inference memory and speed per quantization path, random weights of the preset's sizes")
+    bn.add_argument("--preset", choices=["tiny", "paper"], default="paper")
+    bn.add_argument("--out", required=True, help="folder for the random model (written once) and bench.json / bench.md")
+    bn.add_argument("--n-new", type=int, default=16, help="tokens to decode per path")
+    bn.set_defaults(func=_bench)
+
+    e = sub.add_parser("eval", help="score a model folder on the paper's benchmarks (or synth_vqa, synth_refer, ...)")
+    e.add_argument("--model", required=True, help="model folder (save_pretrained / convert output)")
+    e.add_argument("--bench", required=True, help="comma-separated: gqa, vsr, iconqa, vizwiz, hm, okvqa, refcoco_val, ..., synth_vqa")
+    e.add_argument("--root", help="benchmark root in the default layout (see the Benchmarks notebook)")
+    e.add_argument("--out", required=True, help="folder for predictions/ (resumable), results.json/.md/.png")
+    e.add_argument("--limit", type=int, help="score only the first N items of each benchmark")
+    e.add_argument("--scoring", choices=["correct", "upstream", "both"], default="correct")
+    e.add_argument("--template", choices=["train", "upstream"], default="train", help="prompt template: the stage-4 one, or upstream's ###Human:")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.set_defaults(func=_eval)
     return p
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ class LoraSettings:
     @classmethod
     def paper(cls): return cls()
     @classmethod
-    def tiny(cls): return cls(r=8, alpha=16)
+    def tiny(cls): return cls(r=32, alpha=64)
 
     def to_peft(self) -> LoraConfig:
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, bias="none",

@@ -39,7 +39,7 @@ class TinyGPTVConfig:
         "`paper` (the real sizes) or `tiny` (same architecture, laptop-CPU sizes); `overrides` replace top-level fields."
         if name not in ("paper", "tiny"): raise ValueError(f"unknown preset {name!r}: choose 'paper' or 'tiny'")
         parts = {k: getattr(c, name)() for k, c in dict(vision=VisionConfig, qformer=QFormerConfig, llm=LLMConfig, lora=LoraSettings).items()}
-        extra = dict(proj_dim=512, max_len=512, frozen_dtype="float32") if name == "tiny" else {}
+        extra = dict(proj_dim=512, max_len=512, image_size=112, frozen_dtype="float32") if name == "tiny" else {}
         return cls(**{**parts, **extra, **overrides})
 
     @classmethod

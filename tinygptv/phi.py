@@ -40,7 +40,7 @@ class LLMConfig:
     @classmethod
     def paper(cls): return cls()
     @classmethod
-    def tiny(cls): return cls(vocab_size=1024, hidden_size=320, intermediate_size=1280, num_layers=4, num_heads=4,
+    def tiny(cls): return cls(vocab_size=1024, hidden_size=160, intermediate_size=640, num_layers=4, num_heads=2,
                               resid_pdrop=0.0, eos_token_id=0)
     @property
     def head_dim(self) -> int: return self.hidden_size // self.num_heads

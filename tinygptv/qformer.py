@@ -29,7 +29,7 @@ class QFormerConfig:
     @classmethod
     def paper(cls): return cls()
     @classmethod
-    def tiny(cls): return cls(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512)
+    def tiny(cls): return cls(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)
 
     def to_hf(self, encoder_width: int) -> Blip2QFormerConfig:
         "The transformers config, with `encoder_width` the width of the image tokens it reads."

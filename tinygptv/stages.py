@@ -21,6 +21,7 @@ __all__ = ['TRAINABLE_GROUPS', 'STAGES', 'PARTS', 'StageSpec', 'get_stage', 'tra
 TRAINABLE_GROUPS = {
     "projection": lambda n: n.startswith(("llama_proj.", "llama_proj2.")),
     "norm_weights": lambda n: n.startswith("llm.") and is_trainable_norm(n),
+    "added_norm_weights": lambda n: n.startswith("llm.") and is_trainable_norm(n) and not n.endswith(("input_layernorm.weight", "final_layernorm.weight")),
     "lora": lambda n: ".lora_A." in n or ".lora_B." in n,
     "qformer": lambda n: n.startswith("qformer.") or n == "query_tokens",
 }
@@ -34,10 +35,12 @@ class StageSpec:
     lora: bool
     train_qformer: bool = False
     end_sym: str = "###"
+    train_input_norms: bool = True      # Phi-2's input/final LayerNorm weights train too (the paper); False for ablations
 
     @property
     def trainable(self) -> tuple[str, ...]:
-        return ("projection", "norm_weights") + (("lora",) if self.lora else ()) + (("qformer",) if self.train_qformer else ())
+        norms = "norm_weights" if self.train_input_norms else "added_norm_weights"
+        return ("projection", norms) + (("lora",) if self.lora else ()) + (("qformer",) if self.train_qformer else ())
 
 STAGES = {
     1: StageSpec(1, "warm-up", 224, lora=False, end_sym="\n"),

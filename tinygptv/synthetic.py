@@ -151,7 +151,7 @@ def make_sample(kind: str, scene_seed: int, rng: random.Random) -> Sample:
     else:   # conversation: a description, then questions, no task tags (LLaVA-style)
         qa = vqa_pairs(sc, rng); rng.shuffle(qa)
         turns = [("what is in this image?", caption(sc) + ".")] + [(q, a + ".") for q, a in qa[:rng.randint(1, 2)]]
-    return Sample(f"synth_{kind}", str(scene_seed), turns, img, meta={"scene": sc})
+    return Sample(f"synth_{kind}", str(scene_seed), turns, img, meta={"scene": sc, "image_key": f"synth:{scene_seed}"})
 
 class SyntheticDataset(torch.utils.data.Dataset):
     "`n` samples of one kind from the synthetic world's `split` (train, val, test: disjoint seeds)."

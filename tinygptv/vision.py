@@ -34,7 +34,7 @@ class VisionConfig:
     @classmethod
     def paper(cls): return cls()
     @classmethod
-    def tiny(cls): return cls(width=128, depth=4, heads=4, mlp_ratio=4.0)
+    def tiny(cls): return cls(img_size=112, width=128, depth=4, heads=4, mlp_ratio=4.0)
 
     @property
     def mlp_dim(self) -> int: return int(self.width * self.mlp_ratio)

@@ -493,7 +493,7 @@ def upstream_manifest(fmt: str, cfg: TinyGPTVConfig, peft_infix: bool = True, pe
         out |= {"model.final_layernorm.weight": (H,), "model.final_layernorm.bias": (H,), "lm_head.weight": (V, H), "lm_head.bias": (V,)}
     elif fmt == "eva":
         W, M = v.width, v.mlp_dim
-        out |= {"cls_token": (1, 1, W), "pos_embed": (1, v.num_tokens(224), W), "patch_embed.proj.weight": (W, 3, v.patch_size, v.patch_size), "patch_embed.proj.bias": (W,)}
+        out |= {"cls_token": (1, 1, W), "pos_embed": (1, v.num_tokens(), W), "patch_embed.proj.weight": (W, 3, v.patch_size, v.patch_size), "patch_embed.proj.bias": (W,)}
         for i in range(v.depth + 1):      # the real file has EVA-CLIP's 40 blocks
             p = f"blocks.{i}."
             out |= {p + "norm1.weight": (W,), p + "norm1.bias": (W,), p + "attn.q_bias": (W,), p + "attn.v_bias": (W,), p + "attn.qkv.weight": (3 * W, W),
