@@ -25,7 +25,7 @@ from tinygptv.train import StageTrainConfig, train_stage
 from tinygptv.weights import empty_model
 
 
-def rss_gb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+def rss_gb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20     # GiB (ru_maxrss is in KiB on Linux)
 
 
 def main():
@@ -43,7 +43,7 @@ def main():
         set_module_tensor_to_device(model, name, "cpu", value=v.to(p.dtype))
     model.tokenizer = tiny_tokenizer()     # Phi-2's tokenizer is not available offline; ids < 1024 index its embedding alike
     n = sum(p.numel() for p in model.parameters())
-    print(f"built {n:,} parameters with random values in {time.time() - t0:.0f} s; peak RSS {rss_gb():.1f} GB", flush=True)
+    print(f"built {n:,} parameters with random values in {time.time() - t0:.0f} s; peak RSS {rss_gb():.1f} GiB", flush=True)
 
     tcfg = StageTrainConfig(stage=2, mixture=[MixtureEntry("synth_caption", 1, 1)], image_size=224, max_txt_len=32,
                             iters_per_epoch=1, max_epoch=1, init_lr=1e-4, min_lr=8e-5, warmup_lr=1e-6, warmup_steps=1,
@@ -52,7 +52,7 @@ def main():
     h = train_stage(model, tcfg, {"synth_caption": SyntheticDataset("caption", "train", 4)}, Path(tempfile.mkdtemp()), progress=False)["history"]
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"one stage-2 step at batch 1 (bf16 autocast, activation checkpointing): {time.time() - t1:.0f} s, loss {h[0]['loss']:.2f}; "
-          f"{trained:,} trainable parameters; peak RSS {rss_gb():.1f} GB (the paper: 24 GB GPU to train)", flush=True)
+          f"{trained:,} trainable parameters; peak RSS {rss_gb():.1f} GiB (the paper: 24 GB GPU to train)", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 # %% auto 0
-__all__ = ['PATHS', 'random_model_folder', 'measure', 'llm_weight_bytes', 'copy_bandwidth', 'measure_in_subprocess', 'run_bench',
-           'format_row', 'bench_table']
+__all__ = ['PATHS', 'random_model_folder', 'peak_rss_gib', 'measure', 'llm_weight_bytes', 'copy_bandwidth',
+           'measure_in_subprocess', 'run_bench', 'format_row', 'bench_table']
 
 # %% ../nbs/12b_bench.ipynb
 def random_model_folder(out, preset: str = "paper", stage: int = 4, dtype: str = "bfloat16", seed: int = 0) -> Path:
@@ -38,7 +38,16 @@ def random_model_folder(out, preset: str = "paper", stage: int = 4, dtype: str =
     return out
 
 # %% ../nbs/12b_bench.ipynb
-def _rss_gb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+def peak_rss_gib() -> float:
+    """This process's peak resident memory in GiB (2^30 bytes): Linux's `VmHWM`, which starts afresh in a new program
+    (`ru_maxrss` does not: a child started by a big parent inherits the parent's footprint at the fork)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"): return int(line.split()[1]) / 2**20
+    except OSError: pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**30 if sys.platform == "darwin" else 2**20)
+
+_rss_gib = peak_rss_gib
 
 def measure(folder, quant: str = "none", vision: str = "none", n_new: int = 16, threads: int | None = None) -> dict:
     "Load, encode, prefill and decode in this process; times and peak RSS after each phase."
@@ -47,9 +56,9 @@ def measure(folder, quant: str = "none", vision: str = "none", n_new: int = 16, 
     from tinygptv.vision import preprocess_images
     from tinygptv.synthetic import draw_scene, make_scene
     if threads: torch.set_num_threads(threads)
-    r = {"quant": quant, "vision": vision, "rss_start_gb": _rss_gb()}
+    r = {"quant": quant, "vision": vision, "rss_start_gib": _rss_gib()}
     t = time.time(); chat = Chat.load(folder, device="cpu", quant=quant, vision=vision, merge_lora=True)
-    m = chat.model; r["load_s"], r["rss_load_gb"] = time.time() - t, _rss_gb()
+    m = chat.model; r["load_s"], r["rss_load_gib"] = time.time() - t, _rss_gib()
     from tinygptv.model import _autocast
     img = draw_scene(make_scene(0))
     with torch.no_grad():
@@ -67,7 +76,7 @@ def measure(folder, quant: str = "none", vision: str = "none", n_new: int = 16, 
             out = m.llm(input_ids=nxt, attention_mask=mask, past_key_values=past, use_cache=True)
             past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
         r["decode_tok_s"] = n_new / (time.time() - t)
-    r["prompt_tokens"], r["rss_peak_gb"] = T, _rss_gb()
+    r["prompt_tokens"], r["rss_peak_gib"] = T, _rss_gib()
     r["llm_weight_bytes"] = llm_weight_bytes(m)
     return r
 
@@ -99,7 +108,7 @@ def measure_in_subprocess(folder, quant: str, vision: str = "none", n_new: int =
     if line is None: raise RuntimeError(f"benchmark of quant={quant} vision={vision} failed:\n{p.stderr[-3000:]}")
     return json.loads(line[6:])
 
-PATHS = [("none", "none"), ("8bit", "none"), ("4bit", "none"), ("4bit", "int8"), ("int8-dynamic", "none"), ("int8-dynamic", "int8")]
+PATHS = [("none", "none"), ("8bit", "8bit"), ("4bit", "4bit"), ("int8-dynamic", "int8")]
 
 def run_bench(out, preset: str = "paper", paths=PATHS, n_new: int = 16) -> list[dict]:
     "Write (once) a random model folder of `preset`'s sizes under `out`, measure every path, write bench.json and bench.md."
@@ -116,11 +125,11 @@ def run_bench(out, preset: str = "paper", paths=PATHS, n_new: int = 16) -> list[
     return rows
 
 def format_row(r: dict) -> str:
-    return (f"| {r['quant']} | {r['vision']} | {r['load_s']:.0f} | {r['rss_load_gb']:.2f} | {r['rss_peak_gb']:.2f} | {r['encode_s']:.2f} | "
+    return (f"| {r['quant']} | {r['vision']} | {r['load_s']:.0f} | {r['rss_load_gib']:.2f} | {r['rss_peak_gib']:.2f} | {r['encode_s']:.2f} | "
             f"{r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.2f} | {r['floor_tok_s']:.2f} | {r['decode_tok_s'] / r['floor_tok_s']:.0%} |")
 
 def bench_table(rows, bw: float, preset: str = "paper") -> str:
-    head = ("| Phi-2 | vision | load s | RSS after load GB | peak RSS GB | encode s (448 px) | prefill tok/s | decode tok/s | floor tok/s | of floor |\n"
+    head = ("| Phi-2 | vision | load s | peak RSS after load GiB | peak RSS GiB | encode s (448 px) | prefill tok/s | decode tok/s | floor tok/s | of floor |\n"
             "|---|---|---|---|---|---|---|---|---|---|")
     return (f"{preset} sizes, random weights, CPU, {torch.get_num_threads()} threads; copy bandwidth {bw:.1f} GB/s\n\n" + head + "\n"
             + "\n".join(format_row(r) for r in rows) + "\n")

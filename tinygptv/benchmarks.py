@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .datasets import REFER_SPLITBY, Sample, _json, _need, read_refs
-from .evaluation import box_iou, cut_answer, exact_match, generate_answers, normalize_answer, refer_hit, vqa_soft_accuracy
+from .evaluation import answer_losses, box_iou, cut_answer, exact_match, generate_answers, normalize_answer, refer_hit, vqa_soft_accuracy
 from .prompts import render
 
 # %% auto 0
@@ -330,20 +330,8 @@ TEMPLATE_STAGE = {"train": 4, "upstream": 3}
 
 def candidate_losses(model, prompts: list[str], images: list, candidates: list[list[str]], stage: int = 4, batch_size: int = 16) -> list[list[float]]:
     "Mean answer-token cross-entropy of each candidate answer to each (prompt, image) (lower = more likely)."
-    from tinygptv.vision import preprocess_images
-    from tinygptv.datasets import load_image
     pairs = [(i, c) for i, cs in enumerate(candidates) for c in cs]
-    out, was = [], model.training
-    model.eval()
-    for k in range(0, len(pairs), batch_size):
-        chunk = pairs[k:k + batch_size]
-        b = model.prepare([render(stage, [(prompts[i], c)]) for i, c in chunk], images_per_sample=[1] * len(chunk))
-        with torch.no_grad():
-            logits = model(b["input_ids"], b["attention_mask"], pixel_values=preprocess_images([load_image(images[i]) for i, _ in chunk], model.image_size)).logits
-        lab = b["labels"][:, 1:].to(logits.device)
-        ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), lab, ignore_index=-100, reduction="none")
-        out += ((ce * (lab != -100)).sum(1) / (lab != -100).sum(1).clamp(min=1)).tolist()
-    model.train(was)
+    out = [tot / max(n, 1) for tot, n in answer_losses(model, [[(prompts[i], c)] for i, c in pairs], [images[i] for i, _ in pairs], stage, batch_size)]
     res, n = [], 0
     for cs in candidates: res.append(out[n:n + len(cs)]); n += len(cs)
     return res

@@ -107,8 +107,10 @@ class Chat:
         budget = self.max_context - max_new_tokens
         n_tok = lambda ts: self.model.prepare([self._pieces(ts)[0]], [len(self._pieces(ts)[1])])["input_ids"].shape[1]
         turns, cut = list(turns), False
-        while len(turns) > 1 and n_tok(turns) > budget:
-            turns.pop(0 if not turns[0][2] else 1) if len(turns) > 1 else None; cut = True
+        while n_tok(turns) > budget:
+            oldest = 1 if turns[0][2] else 0          # the oldest answered turn, but never the one that carries the images
+            if oldest >= len(turns) - 1: break        # only the image turn and the new question are left
+            turns.pop(oldest); cut = True
         q, a, ims = turns[-1]
         while n_tok(turns) > budget:
             ids = self.model.tokenizer(q, add_special_tokens=False).input_ids

@@ -20,7 +20,7 @@ from .weights import (CheckpointError, LazySafetensors, canonical_key, empty_mod
                               load_minigpt4, load_phi2, load_stage_ckpt, load_tensors, read_tensors, write_safetensors)
 
 # %% auto 0
-__all__ = ['file_record', 'convert']
+__all__ = ['read_folder', 'file_record', 'convert']
 
 # %% ../nbs/13a_checkpoints.ipynb
 def _model_card(model: TinyGPTV, sources: dict) -> str:
@@ -85,22 +85,20 @@ def _adapter_rule(key):
         return [("llm." + key[len("base_model.model."):], lambda t: t)]
     return None
 
-@patch(cls_method=True)
-def from_pretrained(cls: TinyGPTV, path, device="cpu", frozen_dtype: str | None = None) -> TinyGPTV:
-    "Load a folder written by `save_pretrained` (local files only)."
+def read_folder(path) -> tuple[TinyGPTVConfig, StageSpec | None, dict, bool]:
+    "Check a model folder and read its config: (config, stage or None, sources, whether it has a LoRA adapter)."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"model folder {path} does not exist")
     cfg_file, weights = path / "config.json", path / "model.safetensors"
     for f in (cfg_file, weights):
         if not f.exists(): raise CheckpointError(f"{path}: no {f.name}; expected a folder written by TinyGPTV.save_pretrained "
-                                                 "(config.json, model.safetensors, and adapter/ when it has LoRA)")
+                                                 "or tinygptv convert (config.json, model.safetensors, and adapter/ when it has LoRA)")
     raw = json.loads(cfg_file.read_text())
     if raw.get("model_type") != "tinygptv":
         raise CheckpointError(f"{cfg_file}: model_type {raw.get('model_type')!r}, expected 'tinygptv'")
     stage, sources = raw.pop("stage", None), raw.pop("sources", {})
     for k in ("model_type", "tinygptv_version"): raw.pop(k, None)
     cfg = TinyGPTVConfig.from_dict(raw)
-    if frozen_dtype: cfg.frozen_dtype = frozen_dtype
     adapter = path / "adapter"
     has_adapter = (adapter / "adapter_model.safetensors").exists()
     spec = StageSpec(**stage) if stage else None
@@ -110,6 +108,15 @@ def from_pretrained(cls: TinyGPTV, path, device="cpu", frozen_dtype: str | None 
     if has_adapter:
         r = json.loads((adapter / "adapter_config.json").read_text())["r"]
         if r != cfg.lora.r: raise CheckpointError(f"{adapter}: LoRA rank {r}, but config.json says {cfg.lora.r}")
+    return cfg, spec, sources, has_adapter
+
+@patch(cls_method=True)
+def from_pretrained(cls: TinyGPTV, path, device="cpu", frozen_dtype: str | None = None) -> TinyGPTV:
+    "Load a folder written by `save_pretrained` (local files only)."
+    path = Path(path)
+    cfg, spec, sources, has_adapter = read_folder(path)
+    if frozen_dtype: cfg.frozen_dtype = frozen_dtype
+    weights, adapter = path / "model.safetensors", path / "adapter"
     model = empty_model(cfg, spec)
     if spec is None and has_adapter: model.add_lora()
     names = {canonical_key(n) for n, _ in model.named_parameters()}

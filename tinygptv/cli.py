@@ -86,7 +86,12 @@ def _chat(args):
 
 def _bench(args):
     from tinygptv.bench import run_bench
-    run_bench(args.out, args.preset, n_new=args.n_new)
+    from tinygptv.bench import PATHS
+    paths = PATHS
+    if args.paths:
+        paths = [tuple(x.split(":")) for x in args.paths.split(",")]
+        if not all(len(x) == 2 for x in paths): raise ValueError(f"--paths: expected QUANT:VISION,... (e.g. 4bit:4bit,int8-dynamic:int8); got {args.paths!r}")
+    run_bench(args.out, args.preset, paths=paths, n_new=args.n_new)
     print(open(f"{args.out}/bench.md").read())
 
 def make_parser() -> argparse.ArgumentParser:
@@ -149,7 +154,7 @@ def make_parser() -> argparse.ArgumentParser:
     ch.add_argument("--prompt", help="the question; without it, questions are read from standard input")
     ch.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (falls back to the CPU with a message)")
     ch.add_argument("--quant", choices=["none", "8bit", "4bit", "int8-dynamic"], default="none", help="Phi-2's linear layers")
-    ch.add_argument("--vision", choices=["none", "int8"], default="none", help="ViT and Q-Former in int8 (CPU)")
+    ch.add_argument("--vision", choices=["none", "int8", "8bit", "4bit"], default="none", help="ViT and Q-Former quantized: int8 (torch dynamic, CPU), 8bit or 4bit (bitsandbytes)")
     ch.add_argument("--keep-lora", action="store_true", help="keep LoRA adapters separate instead of merging them before quantizing")
     ch.add_argument("--sample", action="store_true", help="sample (top-p 0.9; temperature 0.6 in stage 4, else 1.0) instead of greedy")
     ch.add_argument("--temperature", type=float); ch.add_argument("--seed", type=int)
@@ -161,6 +166,7 @@ def make_parser() -> argparse.ArgumentParser:
     bn.add_argument("--preset", choices=["tiny", "paper"], default="paper")
     bn.add_argument("--out", required=True, help="folder for the random model (written once) and bench.json / bench.md")
     bn.add_argument("--n-new", type=int, default=16, help="tokens to decode per path")
+    bn.add_argument("--paths", default="", help="QUANT:VISION pairs to measure, comma-separated (default: none:none,8bit:8bit,4bit:4bit,int8-dynamic:int8)")
     bn.set_defaults(func=_bench)
 
     e = sub.add_parser("eval", help="score a model folder on the paper's benchmarks (or synth_vqa, synth_refer, ...)")

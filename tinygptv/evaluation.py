@@ -12,7 +12,8 @@ import torch
 from .prompts import box_to_grid, grid_to_pixels, parse_box, parse_grounded, render
 
 # %% auto 0
-__all__ = ['cut_answer', 'normalize_answer', 'exact_match', 'vqa_soft_accuracy', 'box_iou', 'refer_hit', 'generate_answers']
+__all__ = ['cut_answer', 'normalize_answer', 'exact_match', 'vqa_soft_accuracy', 'box_iou', 'refer_hit', 'generate_answers',
+           'answer_losses']
 
 # %% ../nbs/17_evaluation.ipynb
 def cut_answer(text: str, end_sym: str = "###") -> str:
@@ -91,5 +92,24 @@ def generate_answers(model, samples, stage: int = 4, max_new_tokens: int = 24, b
         px = preprocess_images(imgs, model.image_size) if imgs else None
         ids = model.generate(**batch, pixel_values=px, end_sym=end, max_new_tokens=max_new_tokens)
         out += model.decode(ids, end)
+    model.train(was_training)
+    return out
+
+# %% ../nbs/17_evaluation.ipynb
+def answer_losses(model, conversations: list[list], images: list, stage: int = 4, batch_size: int = 16) -> list[tuple[float, int]]:
+    "(summed answer-token cross-entropy, number of answer tokens) of each conversation `[(q, a), ...]` about its image (a path or PIL image)."
+    import torch.nn.functional as F
+    from tinygptv.vision import preprocess_images
+    from tinygptv.datasets import load_image
+    out, was_training = [], model.training
+    model.eval()
+    for i in range(0, len(conversations), batch_size):
+        convs, imgs = conversations[i:i + batch_size], images[i:i + batch_size]
+        b = model.prepare([render(stage, t) for t in convs], images_per_sample=[1] * len(convs))
+        with torch.no_grad():
+            logits = model(b["input_ids"], b["attention_mask"], pixel_values=preprocess_images([load_image(x) for x in imgs], model.image_size)).logits
+        lab = b["labels"][:, 1:].to(logits.device)
+        ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), lab, ignore_index=-100, reduction="none")
+        out += list(zip(ce.sum(1).tolist(), (lab != -100).sum(1).tolist()))
     model.train(was_training)
     return out

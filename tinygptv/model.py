@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_tinygptv.ipynb 3
 from __future__ import annotations
-import warnings
+import copy, warnings
 from dataclasses import dataclass, field, asdict
 
 import torch
@@ -62,7 +62,7 @@ class TinyGPTV(nn.Module):
     "TinyGPT-V: EVA ViT → Q-Former → llama_proj → llama_proj2 → Phi-2 with norms (+ LoRA)."
     def __init__(self, cfg: TinyGPTVConfig, tokenizer=None):
         super().__init__()
-        self.cfg, self.tokenizer = cfg, tokenizer
+        self.cfg, self.tokenizer = copy.deepcopy(cfg), tokenizer     # its own copy: set_image_size, add_lora change it
         self.visual_encoder = build_eva(cfg.vision, cfg.image_size)
         self.ln_vision = FP32LayerNorm(cfg.vision.width, eps=cfg.vision.ln_vision_eps)
         self.qformer, self.query_tokens = build_qformer(cfg.qformer, cfg.vision.width)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_quantization.ipynb 3
 from __future__ import annotations
-import json, warnings
+import json, re, warnings
 from pathlib import Path
 
 import torch
@@ -16,7 +16,8 @@ from .stages import StageSpec
 from .weights import CheckpointError, LazySafetensors, canonical_key, empty_model, finish_load, load_tensors
 
 # %% auto 0
-__all__ = ['QUANT_MODES', 'quantized_linear', 'llm_linear_names', 'lora_delta', 'quantize_vision', 'load_quantized']
+__all__ = ['QUANT_MODES', 'VISION_MODES', 'quantized_linear', 'llm_linear_names', 'lora_delta', 'release_memory',
+           'quantize_vision', 'load_quantized']
 
 # %% ../nbs/12_quantization.ipynb
 QUANT_MODES = ("none", "8bit", "4bit", "int8-dynamic")
@@ -64,83 +65,127 @@ def lora_delta(model: TinyGPTV, name: str) -> torch.Tensor | None:
     return (b.float() @ a.float()) * lora.scaling["default"]
 
 # %% ../nbs/12_quantization.ipynb
-def _read_folder_config(path: Path):
-    from tinygptv.checkpoint import CheckpointError as _CE
-    if not path.is_dir(): raise FileNotFoundError(f"model folder {path} does not exist")
-    for f in ("config.json", "model.safetensors"):
-        if not (path / f).exists():
-            raise CheckpointError(f"{path}: no {f}; expected a folder written by TinyGPTV.save_pretrained or tinygptv convert "
-                                  "(config.json, model.safetensors, tokenizer files, adapter/ when it has LoRA)")
-    raw = json.loads((path / "config.json").read_text())
-    if raw.get("model_type") != "tinygptv": raise CheckpointError(f"{path / 'config.json'}: model_type {raw.get('model_type')!r}, expected 'tinygptv'")
-    stage = raw.pop("stage", None); raw.pop("sources", None)
-    for k in ("model_type", "tinygptv_version"): raw.pop(k, None)
-    return TinyGPTVConfig.from_dict(raw), (StageSpec(**stage) if stage else None)
+def _vision_blocks(model: TinyGPTV) -> list[str]:
+    "Module names of the ViT's blocks and the Q-Former's layers: what `vision='int8'` quantizes, one at a time."
+    return ([f"visual_encoder.blocks.{i}" for i in range(len(model.visual_encoder.blocks))]
+            + [f"qformer.encoder.layer.{i}" for i in range(len(model.qformer.encoder.layer))])
 
-def quantize_vision(model: TinyGPTV, mode: str = "int8") -> TinyGPTV:
-    "The ViT's and Q-Former's linear layers to torch dynamic int8 (CPU), block by block; `mode='none'` keeps them."
-    if mode == "none": return model
-    if mode != "int8": raise ValueError(f"vision quantization must be 'none' or 'int8'; got {mode!r}")
-    for b in model.visual_encoder.blocks:
-        if getattr(b.attn, "q_bias", None) is not None: b.attn.qkv_bias_separate = True   # timm reads qkv.weight otherwise
-    for blocks in (model.visual_encoder.blocks, model.qformer.encoder.layer):
-        for i in range(len(blocks)):
-            blocks[i] = torch.ao.quantization.quantize_dynamic(blocks[i].float(), {nn.Linear}, dtype=torch.qint8)
-    for m in (model.visual_encoder, model.ln_vision, model.qformer): m.float()       # the small rest (patch embedding, norms) in float32
+VISION_MODES = ("none", "int8", "8bit", "4bit")
+
+def _check_vision_mode(mode: str, device="cpu"):
+    if mode not in VISION_MODES: raise ValueError(f"vision quantization must be one of {', '.join(VISION_MODES)}; got {mode!r}")
+    if mode == "int8" and torch.device(device).type != "cpu": raise ValueError("vision='int8' is a CPU path (torch dynamic int8); use 8bit or 4bit on GPU")
+
+def release_memory():
+    "Hand freed heap memory back to the system (glibc's `malloc_trim`; a no-op elsewhere)."
+    import ctypes, ctypes.util
+    try: ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError): pass
+
+def _quantize_block(model: TinyGPTV, name: str, mode: str, device="cpu"):
+    "Quantize one vision block's linear layers in place: torch dynamic int8, or bitsandbytes 8bit/4bit (float32 compute on CPU)."
+    parent, child = _parent(model, name)
+    block = getattr(parent, child)
+    if getattr(getattr(block, "attn", None), "q_bias", None) is not None: block.attn.qkv_bias_separate = True   # timm reads qkv.weight otherwise
+    if mode == "int8":
+        setattr(parent, child, torch.ao.quantization.quantize_dynamic(block.float(), {nn.Linear}, dtype=torch.qint8))
+    else:
+        compute = torch.float32 if torch.device(device).type == "cpu" else torch.float16
+        for n, m in [(n, m) for n, m in block.named_modules() if type(m) is nn.Linear]:
+            p, c = _parent(block, n)
+            setattr(p, c, quantized_linear(m.weight.detach().float(), None if m.bias is None else m.bias.detach(), mode, device, compute))
+    release_memory()
+
+def _vision_to_float(model: TinyGPTV):
+    for m in (model.visual_encoder, model.ln_vision, model.qformer): m.float()     # the small rest (patch embedding, norms) in float32
     model.query_tokens.data = model.query_tokens.data.float()
+
+def quantize_vision(model: TinyGPTV, mode: str = "int8", device="cpu") -> TinyGPTV:
+    "The ViT's and Q-Former's linear layers quantized block by block (`int8`: torch dynamic, CPU; `8bit`/`4bit`: bitsandbytes)."
+    _check_vision_mode(mode, device)
+    if mode == "none": return model
+    _vision_to_float(model)
+    for name in _vision_blocks(model): _quantize_block(model, name, mode, device)
     return model
 
+class _LoraDeltas:
+    "B·A·α/r of each adapted layer, computed when asked (all at once they would be as large as the model in float32)."
+    def __init__(self, adapter: Path):
+        self.file, cfg = LazySafetensors([adapter / "adapter_model.safetensors"]), json.loads((adapter / "adapter_config.json").read_text())
+        self.scale, self.pairs = cfg["lora_alpha"] / cfg["r"], {}
+        for k in self.file:
+            if ".lora_A." in k:
+                base = "llm." + re.sub(r"\.lora_A(\.default)?\.weight$", ".weight", k.removeprefix("base_model.model."))
+                self.pairs[canonical_key(base)] = (k, k.replace(".lora_A.", ".lora_B."))
+        if not self.pairs: raise CheckpointError(f"{self.file._files[0]}: no lora_A/lora_B tensors")
+    def pop(self, key):
+        if key not in self.pairs: return None
+        ka, kb = self.pairs.pop(key)
+        return (self.file[kb].float() @ self.file[ka].float()) * self.scale
+
 def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: str = "none", device="cpu",
-                   dtype: torch.dtype | None = None) -> TinyGPTV:
-    "A model folder loaded with Phi's linear layers quantized one at a time (never all in full precision)."
-    from tinygptv.checkpoint import _adapter_rule
+                   dtype: torch.dtype | None = None, quantize_head: bool | None = None) -> TinyGPTV:
+    """A model folder loaded with Phi's linear layers quantized one at a time (never all in full precision).
+
+    `dtype`: of what is not quantized (embeddings, norms, projections; the ViT and Q-Former unless `vision='int8'`);
+    by default the file's dtype (float16 instead of float32 on a GPU), and float32 for `int8-dynamic`, whose kernels
+    take float32 activations. `quantize_head`: `lm_head` quantized too (default: yes for `int8-dynamic`, where it is
+    a sixth of the bytes read per token, no for bitsandbytes, as transformers does). `vision` (`int8`, `8bit`, `4bit`): each
+    ViT block and Q-Former layer is read in float32 and quantized before the next is read."""
+    from tinygptv.checkpoint import _adapter_rule, read_folder
     from tinygptv.tokenizer import load_tokenizer
     if quant not in QUANT_MODES: raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}; got {quant!r}")
+    _check_vision_mode(vision, device)
     if quant == "int8-dynamic" and torch.device(device).type != "cpu": raise ValueError("int8-dynamic is a CPU path; use 8bit or 4bit on GPU")
     path = Path(path)
-    cfg, spec = _read_folder_config(path)
-    dtype = dtype or (torch.float32 if torch.device(device).type == "cpu" else torch.float16)
-    cfg.frozen_dtype = str(dtype).removeprefix("torch.")          # the meta model's dtype is what loading casts to
-    adapter = path / "adapter" / "adapter_model.safetensors"
-    keep_lora = adapter.exists() and not merge_lora
+    cfg, spec, _, has_adapter = read_folder(path)
+    if dtype is None:
+        dtype = torch.float32 if quant == "int8-dynamic" else getattr(torch, cfg.frozen_dtype)
+        if torch.device(device).type != "cpu" and dtype == torch.float32: dtype = torch.float16
+    quantize_head = quant == "int8-dynamic" if quantize_head is None else quantize_head
+    cfg.frozen_dtype = str(dtype).removeprefix("torch.")          # the meta model's dtypes are what loading casts to
+    keep_lora = has_adapter and not merge_lora
     model = empty_model(cfg, None)
+    for m in (model.qformer, model.ln_vision, model.llama_proj, model.llama_proj2): m.to(dtype)
+    model.query_tokens.data = model.query_tokens.data.to(dtype)
+    if vision != "none": _vision_to_float(model)
     if keep_lora: model.add_lora()
     model.stage = spec
-    weights, rest = LazySafetensors([path / "model.safetensors"]), LazySafetensors([path / "model.safetensors"])
-    lin = set(llm_linear_names(model)) if quant != "none" else set()
-    lin_w = {canonical_key(n + ".weight") for n in lin}
-    for k in lin_w: rest._where.pop(k, None)               # those are read one at a time below
+    file = LazySafetensors([path / "model.safetensors"])
+    lin = llm_linear_names(model) + (["llm.lm_head"] if quantize_head else []) if quant != "none" or has_adapter and merge_lora else []
+    blocks = _vision_blocks(model) if vision != "none" else []
     names = {canonical_key(n) for n, _ in model.named_parameters()}
-    load_tensors(model, rest, lambda k: [(k, lambda t: t.to(dtype) if t.is_floating_point() else t)], str(path / "model.safetensors"),
-                 {n for n in names if "lora_" not in n} - lin_w, device=device)
-    deltas = {}
-    if adapter.exists():
-        ad = LazySafetensors([adapter])
-        if keep_lora:
-            load_tensors(model, ad, _adapter_rule, str(adapter), {n for n in names if "lora_" in n}, device=device)
-        else:
-            lcfg = json.loads((path / "adapter" / "adapter_config.json").read_text())
-            scale = lcfg["lora_alpha"] / lcfg["r"]
-            for k in ad:
-                if ".lora_A." in k:
-                    base = canonical_key("llm." + k[len("base_model.model."):].replace(".lora_A.weight", ".weight").replace(".lora_A.default.weight", ".weight"))
-                    deltas[base] = (k, k.replace(".lora_A.", ".lora_B."), scale)
-            if not deltas: raise CheckpointError(f"{adapter}: no lora_A/lora_B tensors")
-            deltas = {b: (ad[kb].float() @ ad[ka].float()) * s for b, (ka, kb, s) in deltas.items()}
-    for n in sorted(lin):
+    lin_w = {canonical_key(n + ".weight") for n in lin}
+    block_keys = {b: {n for n in names if n.startswith(b + ".")} for b in blocks}
+    later = lin_w.union(*block_keys.values())
+    as_is = lambda k: [(k, lambda t: t)]
+    load_tensors(model, file.subset(set(file) - later), as_is, str(path / "model.safetensors"),
+                 {n for n in names if "lora_" not in n} - later, device=device)
+    for b in blocks:                                        # the vision side, block by block: read in float32, quantize
+        load_tensors(model, file.subset(block_keys[b]), as_is, str(path / "model.safetensors"), block_keys[b], device=device)
+        _quantize_block(model, b, vision, device)
+    if keep_lora:
+        load_tensors(model, LazySafetensors([path / "adapter" / "adapter_model.safetensors"]), _adapter_rule, str(path / "adapter"),
+                     {n for n in names if "lora_" in n}, device=device)
+    deltas = _LoraDeltas(path / "adapter") if has_adapter and merge_lora else None
+    for n in lin:                                           # the LLM, linear layer by linear layer: read, merge LoRA, quantize
         key = canonical_key(n + ".weight")
-        if key not in weights: raise CheckpointError(f"{path / 'model.safetensors'}: no {key}")
-        w = weights[key].float()
-        if key in deltas: w = w + deltas.pop(key)
+        if key not in file: raise CheckpointError(f"{path / 'model.safetensors'}: no {key}")
+        w = file[key]                                       # in the file's dtype: no float32 copy unless LoRA is merged
+        d = deltas.pop(key) if deltas else None
+        if d is not None: w = w.float() + d
         m = model.get_submodule(n)
         bias = m.bias.detach() if m.bias is not None else None
         parent, child = _parent(model, n)
-        setattr(parent, child, quantized_linear(w, bias, quant, device, compute_dtype=dtype))
-        del w
-    if deltas: raise CheckpointError(f"{adapter}: LoRA for layers the model does not have: {sorted(deltas)[:3]}")
-    if quant == "none" and not keep_lora and adapter.exists():
-        raise ValueError("merge_lora with quant='none': load with TinyGPTV.from_pretrained and call merge_lora() instead")
+        setattr(parent, child, nn.Linear(w.shape[1], w.shape[0], bias is not None, device=device, dtype=dtype).requires_grad_(False)
+                if quant == "none" else quantized_linear(w, bias, quant, device, compute_dtype=dtype))
+        if quant == "none":
+            getattr(parent, child).weight.copy_(w)
+            if bias is not None: getattr(parent, child).bias.copy_(bias)
+        del w, d
+        release_memory()
+    if deltas and deltas.pairs: raise CheckpointError(f"{path / 'adapter'}: LoRA for layers the model does not have: {sorted(deltas.pairs)[:3]}")
     finish_load(model, device=device, allow_fresh=False)
-    if vision != "none": quantize_vision(model, vision)
     if (path / "tokenizer.json").exists() or (path / "vocab.json").exists(): model.tokenizer = load_tokenizer(path)
+    release_memory()
     return model.train(False).requires_grad_(False)

@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .checkpoint import convert
 from .backbones import tiny_backbones_dir
 from .benchmarks import evaluate_synthetic
+from .evaluation import answer_losses
 from .mixtures import MixtureEntry
 from .model import TinyGPTV, TinyGPTVConfig
 from .synthetic import SyntheticDataset
@@ -56,18 +56,10 @@ EVAL_KINDS = ("vqa", "refer", "identify", "caption_task")
 
 def heldout_loss(model, kind: str, stage: int, n: int = 64, batch_size: int = 32) -> float:
     "Mean answer-token loss on `n` held-out synthetic samples of `kind` in `stage`'s template (teacher forcing)."
-    from tinygptv.vision import preprocess_images
-    ds, tot, cnt = SyntheticDataset(kind, "test", n), 0.0, 0
-    was = model.training; model.eval()
-    for i in range(0, n, batch_size):
-        ss = [ds[j] for j in range(i, min(n, i + batch_size))]
-        b = model.prepare([render(stage, s.turns) for s in ss], images_per_sample=[1] * len(ss))
-        with torch.no_grad():
-            logits = model(b["input_ids"], b["attention_mask"], pixel_values=preprocess_images([s.image for s in ss], model.image_size)).logits
-        lab = b["labels"][:, 1:]
-        tot += F.cross_entropy(logits[:, :-1].float().transpose(1, 2), lab, ignore_index=-100, reduction="sum").item(); cnt += int((lab != -100).sum())
-    model.train(was)
-    return tot / cnt
+    ds = SyntheticDataset(kind, "test", n)
+    ss = [ds[j] for j in range(n)]
+    losses = answer_losses(model, [s.turns for s in ss], [s.image for s in ss], stage, batch_size)
+    return sum(t for t, _ in losses) / sum(c for _, c in losses)
 
 def run_tiny(out, scale: float = 1.0, n_eval: int = 100, n_scenes: int = 2000, stages=(1, 2, 3, 4), resume: bool = False,
              progress: bool = True, backbones=None) -> dict:

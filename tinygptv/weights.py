@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_weights.ipynb 3
 from __future__ import annotations
-import json, pickle, re
+import json, os, pickle, re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,18 +36,47 @@ __all__ = ['SAFETENSORS_DTYPES', 'PHI_SIZE_FIELDS', 'BLIP2_IGNORED', 'MAY_START_
 class CheckpointError(ValueError):
     "A weights file or folder that is not what it should be; the message names the file and what was expected."
 
+SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                      torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+                      torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}
+_ST_DTYPES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
+
 class LazySafetensors(Mapping):
-    "Read-only mapping over one or more safetensors files; a tensor is read when accessed."
+    """Read-only mapping over one or more safetensors files; a tensor is read when accessed, with a plain file read.
+    Nothing is memory-mapped, so pages of tensors already read do not stay in the process's resident memory."""
     def __init__(self, paths):
-        self._where = {}
+        self._where, self._files = {}, []
         for p in paths:
-            try: f = safe_open(str(p), framework="pt")
-            except Exception as e: raise CheckpointError(f"{p}: not a readable safetensors file ({e})") from None
-            for k in f.keys(): self._where[k] = f
-    def __getitem__(self, k): return self._where[k].get_tensor(k)
+            try:
+                with open(p, "rb") as f:
+                    n = int.from_bytes(f.read(8), "little")
+                    if not 2 <= n <= 100_000_000: raise ValueError(f"header length {n}")
+                    header = json.loads(f.read(n))
+                size = os.path.getsize(p)
+                for k, v in header.items():
+                    if k == "__metadata__": continue
+                    if v["dtype"] not in _ST_DTYPES: raise ValueError(f"tensor {k}: unsupported dtype {v['dtype']}")
+                    a, b = v["data_offsets"]
+                    if not 0 <= a <= b <= size - 8 - n: raise ValueError(f"tensor {k}: data offsets {a}..{b} beyond the file's end")
+                    self._where[k] = (len(self._files), 8 + n + a, b - a, _ST_DTYPES[v["dtype"]], tuple(v["shape"]))
+                self._files.append(str(p))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{p}: not a readable safetensors file ({e})") from None
+    def __getitem__(self, k):
+        i, start, nbytes, dtype, shape = self._where[k]
+        buf = torch.empty(nbytes, dtype=torch.uint8)
+        with open(self._files[i], "rb") as f:
+            f.seek(start)
+            if f.readinto(memoryview(buf.numpy())) != nbytes: raise CheckpointError(f"{self._files[i]}: truncated at tensor {k}")
+        return buf.view(dtype).reshape(shape)
     def __iter__(self): return iter(self._where)
     def __len__(self): return len(self._where)
-    def shape(self, k) -> tuple: return tuple(self._where[k].get_slice(k).get_shape())
+    def shape(self, k) -> tuple: return self._where[k][4]
+    def subset(self, keys) -> "LazySafetensors":
+        "The same files, only the tensors named in `keys` (those present)."
+        out = object.__new__(LazySafetensors)
+        out._files, out._where = self._files, {k: self._where[k] for k in keys if k in self._where}
+        return out
 
 def shape_of(tensors: Mapping, key: str) -> tuple:
     "Shape of `tensors[key]` without reading the data when the mapping is lazy."
@@ -78,9 +107,7 @@ def read_tensors(path) -> Mapping:
     return obj
 
 # %% ../nbs/13_weights.ipynb
-import os, struct
-SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                      torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
+import struct
 
 def write_safetensors(path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     "Write `tensors` as a safetensors file, one tensor at a time (never the whole file in memory), atomically."
