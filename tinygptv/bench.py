@@ -47,8 +47,6 @@ def peak_rss_gib() -> float:
     except OSError: pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**30 if sys.platform == "darwin" else 2**20)
 
-_rss_gib = peak_rss_gib
-
 def measure(folder, quant: str = "none", vision: str = "none", n_new: int = 16, threads: int | None = None) -> dict:
     "Load, encode, prefill and decode in this process; times and peak RSS after each phase."
     from tinygptv.chat import Chat, GenerationSettings
@@ -56,9 +54,9 @@ def measure(folder, quant: str = "none", vision: str = "none", n_new: int = 16, 
     from tinygptv.vision import preprocess_images
     from tinygptv.synthetic import draw_scene, make_scene
     if threads: torch.set_num_threads(threads)
-    r = {"quant": quant, "vision": vision, "rss_start_gib": _rss_gib()}
+    r = {"quant": quant, "vision": vision, "rss_start_gib": peak_rss_gib()}
     t = time.time(); chat = Chat.load(folder, device="cpu", quant=quant, vision=vision, merge_lora=True)
-    m = chat.model; r["load_s"], r["rss_load_gib"] = time.time() - t, _rss_gib()
+    m = chat.model; r["load_s"], r["rss_load_gib"] = time.time() - t, peak_rss_gib()
     from tinygptv.model import _autocast
     img = draw_scene(make_scene(0))
     with torch.no_grad():
@@ -76,7 +74,7 @@ def measure(folder, quant: str = "none", vision: str = "none", n_new: int = 16, 
             out = m.llm(input_ids=nxt, attention_mask=mask, past_key_values=past, use_cache=True)
             past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
         r["decode_tok_s"] = n_new / (time.time() - t)
-    r["prompt_tokens"], r["rss_peak_gib"] = T, _rss_gib()
+    r["prompt_tokens"], r["rss_peak_gib"] = T, peak_rss_gib()
     r["llm_weight_bytes"] = llm_weight_bytes(m)
     return r
 

@@ -16,15 +16,21 @@ from .stages import StageSpec
 from .weights import CheckpointError, LazySafetensors, canonical_key, empty_model, finish_load, load_tensors
 
 # %% auto 0
-__all__ = ['QUANT_MODES', 'VISION_MODES', 'quantized_linear', 'llm_linear_names', 'lora_delta', 'release_memory',
-           'quantize_vision', 'load_quantized']
+__all__ = ['QUANT_MODES', 'VISION_MODES', 'quantized_linear', 'llm_linear_names', 'release_memory', 'quantize_vision',
+           'load_quantized']
 
 # %% ../nbs/12_quantization.ipynb
 QUANT_MODES = ("none", "8bit", "4bit", "int8-dynamic")
 
 def quantized_linear(weight: torch.Tensor, bias: torch.Tensor | None, mode: str, device="cpu", compute_dtype=torch.float32) -> nn.Module:
-    "A quantized replacement of `nn.Linear(weight, bias)`: bitsandbytes 8bit / 4bit (NF4 + double quant), or torch dynamic int8."
+    "A replacement of `nn.Linear(weight, bias)`: bitsandbytes 8bit / 4bit (NF4 + double quant), torch dynamic int8, or `none` (plain, in `compute_dtype`)."
     out_f, in_f = weight.shape
+    if mode == "none":
+        q = nn.Linear(in_f, out_f, bias=bias is not None, device=device, dtype=compute_dtype).requires_grad_(False)
+        with torch.no_grad():
+            q.weight.copy_(weight)
+            if bias is not None: q.bias.copy_(bias)
+        return q
     if mode == "4bit":
         import bitsandbytes as bnb
         q = bnb.nn.Linear4bit(in_f, out_f, bias=bias is not None, compute_dtype=compute_dtype, quant_type="nf4", compress_statistics=True,
@@ -56,13 +62,6 @@ def llm_linear_names(model: TinyGPTV) -> list[str]:
 def _parent(model, name):
     p, _, child = name.rpartition(".")
     return model.get_submodule(p), child
-
-def lora_delta(model: TinyGPTV, name: str) -> torch.Tensor | None:
-    "B @ A * scaling of the LoRA layer whose base layer is `name`, or None."
-    if not name.endswith(".base_layer"): return None
-    lora = model.get_submodule(name[: -len(".base_layer")])
-    a, b = lora.lora_A["default"].weight, lora.lora_B["default"].weight
-    return (b.float() @ a.float()) * lora.scaling["default"]
 
 # %% ../nbs/12_quantization.ipynb
 def _vision_blocks(model: TinyGPTV) -> list[str]:
@@ -127,7 +126,7 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
                    dtype: torch.dtype | None = None, quantize_head: bool | None = None) -> TinyGPTV:
     """A model folder loaded with Phi's linear layers quantized one at a time (never all in full precision).
 
-    `dtype`: of what is not quantized (embeddings, norms, projections; the ViT and Q-Former unless `vision='int8'`);
+    `dtype`: of what is not quantized (embeddings, norms, projections; the ViT and Q-Former when `vision='none'`);
     by default the file's dtype (float16 instead of float32 on a GPU), and float32 for `int8-dynamic`, whose kernels
     take float32 activations. `quantize_head`: `lm_head` quantized too (default: yes for `int8-dynamic`, where it is
     a sixth of the bytes read per token, no for bitsandbytes, as transformers does). `vision` (`int8`, `8bit`, `4bit`): each
@@ -152,7 +151,8 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     if keep_lora: model.add_lora()
     model.stage = spec
     file = LazySafetensors([path / "model.safetensors"])
-    lin = llm_linear_names(model) + (["llm.lm_head"] if quantize_head else []) if quant != "none" or has_adapter and merge_lora else []
+    rebuild = quant != "none" or (has_adapter and merge_lora)          # linear layers rebuilt one at a time below
+    lin = (llm_linear_names(model) + (["llm.lm_head"] if quantize_head else [])) if rebuild else []
     blocks = _vision_blocks(model) if vision != "none" else []
     names = {canonical_key(n) for n, _ in model.named_parameters()}
     lin_w = {canonical_key(n + ".weight") for n in lin}
@@ -177,11 +177,7 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
         m = model.get_submodule(n)
         bias = m.bias.detach() if m.bias is not None else None
         parent, child = _parent(model, n)
-        setattr(parent, child, nn.Linear(w.shape[1], w.shape[0], bias is not None, device=device, dtype=dtype).requires_grad_(False)
-                if quant == "none" else quantized_linear(w, bias, quant, device, compute_dtype=dtype))
-        if quant == "none":
-            getattr(parent, child).weight.copy_(w)
-            if bias is not None: getattr(parent, child).bias.copy_(bias)
+        setattr(parent, child, quantized_linear(w, bias, quant, device, compute_dtype=dtype))
         del w, d
         release_memory()
     if deltas and deltas.pairs: raise CheckpointError(f"{path / 'adapter'}: LoRA for layers the model does not have: {sorted(deltas.pairs)[:3]}")
