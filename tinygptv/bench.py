@@ -106,7 +106,7 @@ def measure_in_subprocess(folder, quant: str, vision: str = "none", n_new: int =
     if line is None: raise RuntimeError(f"benchmark of quant={quant} vision={vision} failed:\n{p.stderr[-3000:]}")
     return json.loads(line[6:])
 
-PATHS = [("none", "none"), ("8bit", "8bit"), ("4bit", "4bit"), ("int8-dynamic", "int8")]
+PATHS = [("none", "none"), ("none", "stream"), ("8bit", "8bit"), ("4bit", "4bit"), ("int8-dynamic", "int8")]
 
 def run_bench(out, preset: str = "paper", paths=PATHS, n_new: int = 16) -> list[dict]:
     "Write (once) a random model folder of `preset`'s sizes under `out`, measure every path, write bench.json and bench.md."

@@ -66,10 +66,12 @@ class Chat:
 
     @classmethod
     def load(cls, folder, device: str = "auto", quant: str = "none", merge_lora: bool = True, vision: str = "none", **kw) -> "Chat":
-        "A chat over a model folder, on `device`, with Phi's linear layers quantized as asked (`none`, `8bit`, `4bit`, `int8-dynamic`)."
+        """A chat over a model folder, on `device`, with Phi's linear layers quantized as asked (`none`, `8bit`, `4bit`, `int8-dynamic`).
+        `merge_lora` (default): the adapter is folded into Phi's weights while loading, and everything is kept in the
+        folder's frozen dtype (bf16 at paper size); `merge_lora=False` with no quantization loads the folder as trained."""
         from tinygptv.checkpoint import TinyGPTV as _m
         dev = pick_device(device)
-        if quant == "none" and vision == "none":
+        if quant == "none" and vision == "none" and not merge_lora:
             model = TinyGPTV.from_pretrained(folder, device="cpu").to(dev)
         else:
             from tinygptv.quant import load_quantized

@@ -154,7 +154,8 @@ def make_parser() -> argparse.ArgumentParser:
     ch.add_argument("--prompt", help="the question; without it, questions are read from standard input")
     ch.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (falls back to the CPU with a message)")
     ch.add_argument("--quant", choices=["none", "8bit", "4bit", "int8-dynamic"], default="none", help="Phi-2's linear layers")
-    ch.add_argument("--vision", choices=["none", "int8", "8bit", "4bit"], default="none", help="ViT and Q-Former quantized: int8 (torch dynamic, CPU), 8bit or 4bit (bitsandbytes)")
+    ch.add_argument("--vision", choices=["none", "int8", "8bit", "4bit", "stream"], default="none",
+                    help="ViT and Q-Former quantized: int8 (torch dynamic, CPU), 8bit or 4bit (bitsandbytes); stream: the ViT read from the file block by block for each image")
     ch.add_argument("--keep-lora", action="store_true", help="keep LoRA adapters separate instead of merging them before quantizing")
     ch.add_argument("--sample", action="store_true", help="sample (top-p 0.9; temperature 0.6 in stage 4, else 1.0) instead of greedy")
     ch.add_argument("--temperature", type=float); ch.add_argument("--seed", type=int)
@@ -166,7 +167,7 @@ def make_parser() -> argparse.ArgumentParser:
     bn.add_argument("--preset", choices=["tiny", "paper"], default="paper")
     bn.add_argument("--out", required=True, help="folder for the random model (written once) and bench.json / bench.md")
     bn.add_argument("--n-new", type=int, default=16, help="tokens to decode per path")
-    bn.add_argument("--paths", default="", help="QUANT:VISION pairs to measure, comma-separated (default: none:none,8bit:8bit,4bit:4bit,int8-dynamic:int8)")
+    bn.add_argument("--paths", default="", help="QUANT:VISION pairs to measure, comma-separated (default: none:none,none:stream,8bit:8bit,4bit:4bit,int8-dynamic:int8)")
     bn.set_defaults(func=_bench)
 
     e = sub.add_parser("eval", help="score a model folder on the paper's benchmarks (or synth_vqa, synth_refer, ...)")

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from peft import LoraConfig, PeftModel, get_peft_model
 
 from .phi import LLMConfig
 
@@ -30,12 +29,14 @@ class LoraSettings:
     @classmethod
     def tiny(cls): return cls(r=32, alpha=64)
 
-    def to_peft(self) -> LoraConfig:
+    def to_peft(self) -> "peft.LoraConfig":
+        from peft import LoraConfig        # imported when used: peft loads bitsandbytes, 0.1 GiB a merged model does not need
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, bias="none",
                           target_modules=list(self.target_modules), task_type="CAUSAL_LM")
 
-def add_lora(llm: nn.Module, settings: LoraSettings) -> PeftModel:
+def add_lora(llm: nn.Module, settings: LoraSettings) -> "peft.PeftModel":
     "Wrap `llm` with peft LoRA adapters (peft freezes every other parameter)."
+    from peft import get_peft_model
     if settings.r <= 0: raise ValueError(f"LoRA rank must be positive, got r={settings.r}")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -17,7 +17,7 @@ from .weights import CheckpointError, LazySafetensors, canonical_key, empty_mode
 
 # %% auto 0
 __all__ = ['QUANT_MODES', 'VISION_MODES', 'quantized_linear', 'llm_linear_names', 'release_memory', 'quantize_vision',
-           'load_quantized']
+           'StreamedBlocks', 'load_quantized']
 
 # %% ../nbs/12_quantization.ipynb
 QUANT_MODES = ("none", "8bit", "4bit", "int8-dynamic")
@@ -69,7 +69,7 @@ def _vision_blocks(model: TinyGPTV) -> list[str]:
     return ([f"visual_encoder.blocks.{i}" for i in range(len(model.visual_encoder.blocks))]
             + [f"qformer.encoder.layer.{i}" for i in range(len(model.qformer.encoder.layer))])
 
-VISION_MODES = ("none", "int8", "8bit", "4bit")
+VISION_MODES = ("none", "int8", "8bit", "4bit", "stream")
 
 def _check_vision_mode(mode: str, device="cpu"):
     if mode not in VISION_MODES: raise ValueError(f"vision quantization must be one of {', '.join(VISION_MODES)}; got {mode!r}")
@@ -102,10 +102,30 @@ def _vision_to_float(model: TinyGPTV):
 def quantize_vision(model: TinyGPTV, mode: str = "int8", device="cpu") -> TinyGPTV:
     "The ViT's and Q-Former's linear layers quantized block by block (`int8`: torch dynamic, CPU; `8bit`/`4bit`: bitsandbytes)."
     _check_vision_mode(mode, device)
+    if mode == "stream": raise ValueError("vision='stream' is a way of loading: use load_quantized(folder, vision='stream')")
     if mode == "none": return model
     _vision_to_float(model)
     for name in _vision_blocks(model): _quantize_block(model, name, mode, device)
     return model
+
+_as_is = lambda k: [(k, lambda t: t)]
+
+class StreamedBlocks:
+    """The ViT's blocks left in the weights file (`vision='stream'`): each is read just before it runs and dropped
+    after, so the ViT costs one block of memory instead of all of them, for one read of its bytes per image batch."""
+    def __init__(self, model: TinyGPTV, file: LazySafetensors, source: str, keys: dict[str, set[str]], device="cpu"):
+        self.model, self.file, self.source, self.keys, self.device, self.reads = model, file, source, keys, device, 0
+        for b in keys:
+            block = model.get_submodule(b)
+            block.register_forward_pre_hook(lambda mod, args, b=b: self.read(b))
+            block.register_forward_hook(lambda mod, args, out, b=b: self.drop(b))
+    def read(self, b: str):
+        load_tensors(self.model, self.file.subset(self.keys[b]), _as_is, self.source, self.keys[b], device=self.device)
+        self.reads += 1
+    def drop(self, b: str):
+        block = self.model.get_submodule(b)
+        for n, _ in list(block.named_parameters()): set_module_tensor_to_device(block, n, "meta")
+        release_memory()
 
 class _LoraDeltas:
     "B·A·α/r of each adapted layer, computed when asked (all at once they would be as large as the model in float32)."
@@ -130,7 +150,8 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     by default the file's dtype (float16 instead of float32 on a GPU), and float32 for `int8-dynamic`, whose kernels
     take float32 activations. `quantize_head`: `lm_head` quantized too (default: yes for `int8-dynamic`, where it is
     a sixth of the bytes read per token, no for bitsandbytes, as transformers does). `vision` (`int8`, `8bit`, `4bit`): each
-    ViT block and Q-Former layer is read in float32 and quantized before the next is read."""
+    ViT block and Q-Former layer is read in float32 and quantized before the next is read; `stream`: the ViT's blocks
+    stay in the file, in `dtype`, each read when it runs (`StreamedBlocks`)."""
     from tinygptv.checkpoint import _adapter_rule, read_folder
     from tinygptv.tokenizer import load_tokenizer
     if quant not in QUANT_MODES: raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}; got {quant!r}")
@@ -147,23 +168,25 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     model = empty_model(cfg, None)
     for m in (model.qformer, model.ln_vision, model.llama_proj, model.llama_proj2): m.to(dtype)
     model.query_tokens.data = model.query_tokens.data.to(dtype)
-    if vision != "none": _vision_to_float(model)
+    if vision not in ("none", "stream"): _vision_to_float(model)
     if keep_lora: model.add_lora()
     model.stage = spec
     file = LazySafetensors([path / "model.safetensors"])
     rebuild = quant != "none" or (has_adapter and merge_lora)          # linear layers rebuilt one at a time below
     lin = (llm_linear_names(model) + (["llm.lm_head"] if quantize_head else [])) if rebuild else []
-    blocks = _vision_blocks(model) if vision != "none" else []
+    blocks = {"none": [], "stream": [b for b in _vision_blocks(model) if b.startswith("visual_encoder.")]}.get(vision, _vision_blocks(model))
     names = {canonical_key(n) for n, _ in model.named_parameters()}
     lin_w = {canonical_key(n + ".weight") for n in lin}
     block_keys = {b: {n for n in names if n.startswith(b + ".")} for b in blocks}
     later = lin_w.union(*block_keys.values())
-    as_is = lambda k: [(k, lambda t: t)]
-    load_tensors(model, file.subset(set(file) - later), as_is, str(path / "model.safetensors"),
+    load_tensors(model, file.subset(set(file) - later), _as_is, str(path / "model.safetensors"),
                  {n for n in names if "lora_" not in n} - later, device=device)
+    streamed = StreamedBlocks(model, file, str(path / "model.safetensors"), block_keys, device) if vision == "stream" else None
     for b in blocks:                                        # the vision side, block by block: read in float32, quantize
-        load_tensors(model, file.subset(block_keys[b]), as_is, str(path / "model.safetensors"), block_keys[b], device=device)
-        _quantize_block(model, b, vision, device)
+        if streamed: streamed.read(b); streamed.drop(b)     # (streamed: read once here so that a bad file fails now, not at the first image)
+        else:
+            load_tensors(model, file.subset(block_keys[b]), _as_is, str(path / "model.safetensors"), block_keys[b], device=device)
+            _quantize_block(model, b, vision, device)
     if keep_lora:
         load_tensors(model, LazySafetensors([path / "adapter" / "adapter_model.safetensors"]), _adapter_rule, str(path / "adapter"),
                      {n for n in names if "lora_" in n}, device=device)
@@ -181,7 +204,8 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
         del w, d
         release_memory()
     if deltas and deltas.pairs: raise CheckpointError(f"{path / 'adapter'}: LoRA for layers the model does not have: {sorted(deltas.pairs)[:3]}")
-    finish_load(model, device=device, allow_fresh=False)
+    finish_load(model, device=device, allow_fresh=False, keep_on_meta=tuple(blocks) if streamed else ())
+    if streamed: streamed.reads, model.streamed_blocks = 0, streamed
     if (path / "tokenizer.json").exists() or (path / "vocab.json").exists(): model.tokenizer = load_tokenizer(path)
     release_memory()
     return model.train(False).requires_grad_(False)

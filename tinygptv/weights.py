@@ -381,10 +381,12 @@ def _fresh(module: nn.Module, pname: str, param: torch.Tensor, path: str) -> tor
     if isinstance(module, (nn.LayerNorm, LlamaRMSNorm)): return torch.ones(param.shape) if pname == "weight" else torch.zeros(param.shape)
     raise CheckpointError(f"no initialisation rule for {path}")
 
-def finish_load(model: TinyGPTV, device="cpu", allow_fresh: bool = True) -> dict[str, list[str]]:
-    "Initialise parameters no file filled, if `MAY_START_FRESH` allows each; returns them grouped by reason."
+def finish_load(model: TinyGPTV, device="cpu", allow_fresh: bool = True, keep_on_meta: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Initialise parameters no file filled, if `MAY_START_FRESH` allows each; returns them grouped by reason.
+    Modules named in `keep_on_meta` stay on the `meta` device on purpose (their weights are read when they run)."""
     fresh, bad = {}, []
     for mname, module in model.named_modules():
+        if mname in keep_on_meta or mname.startswith(tuple(k + "." for k in keep_on_meta)): continue
         for pname, p in list(module.named_parameters(recurse=False)):
             if p.device.type != "meta": continue
             path = canonical_key(f"{mname}.{pname}" if mname else pname)
