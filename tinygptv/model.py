@@ -251,6 +251,10 @@ def forward(self: TinyGPTV, input_ids, attention_mask, labels=None, pixel_values
                         position_ids=position_ids, labels=None if labels is None else labels.to(dev), **kw)
 
 # %% ../nbs/05_tinygptv.ipynb
+# Generating from `inputs_embeds`, transformers applies a repetition penalty to the new tokens only and says so
+# at every call. Upstream generates from embeddings too, so that is the behaviour we reproduce: the notice is muted.
+warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`", category=UserWarning)
+
 @patch
 def generate(self: TinyGPTV, input_ids, attention_mask, pixel_values=None, queries=None, end_sym: str | None = "###",
              max_new_tokens: int = 300, **gen_kw) -> torch.Tensor:
