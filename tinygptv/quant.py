@@ -13,7 +13,7 @@ from accelerate.utils import set_module_tensor_to_device
 
 from .model import TinyGPTV, TinyGPTVConfig
 from .stages import StageSpec
-from .weights import CheckpointError, LazySafetensors, canonical_key, empty_model, finish_load, load_tensors
+from .weights import CheckpointError, LazySafetensors, canonical_key, empty_model, finish_load, load_tensors, plan_load
 
 # %% auto 0
 __all__ = ['QUANT_MODES', 'VISION_MODES', 'quantized_linear', 'llm_linear_names', 'release_memory', 'prefer_mmap',
@@ -131,6 +131,10 @@ class StreamedBlocks:
             block = model.get_submodule(b)
             block.register_forward_pre_hook(lambda mod, args, b=b: self.read(b))
             block.register_forward_hook(lambda mod, args, out, b=b: self.drop(b))
+    def check(self, b: str):
+        "That the file holds block `b` with the right shapes, from its header alone (nothing read)."
+        sub = self.file.subset(self.keys[b])
+        plan_load(self.model, {k: sub.shape(k) for k in sub}, _as_is, self.source, self.keys[b])[1].check(False, False)
     def read(self, b: str):
         load_tensors(self.model, self.file.subset(self.keys[b]), _as_is, self.source, self.keys[b], device=self.device)
         self.reads += 1
@@ -169,8 +173,8 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     from tinygptv.tokenizer import load_tokenizer
     if quant not in QUANT_MODES: raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}; got {quant!r}")
     _check_vision_mode(vision, device)
-    prefer_mmap()
     if quant == "int8-dynamic" and torch.device(device).type != "cpu": raise ValueError("int8-dynamic is a CPU path; use 8bit or 4bit on GPU")
+    prefer_mmap()
     path = Path(path)
     cfg, spec, _, has_adapter = read_folder(path)
     if dtype is None:
@@ -188,7 +192,8 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     file = LazySafetensors([path / "model.safetensors"])
     rebuild = quant != "none" or (has_adapter and merge_lora)          # linear layers rebuilt one at a time below
     lin = (llm_linear_names(model) + (["llm.lm_head"] if quantize_head else [])) if rebuild else []
-    blocks = {"none": [], "stream": [b for b in _vision_blocks(model) if b.startswith("visual_encoder.")]}.get(vision, _vision_blocks(model))
+    blocks = [] if vision == "none" else _vision_blocks(model)
+    if vision == "stream": blocks = [b for b in blocks if b.startswith("visual_encoder.")]     # the Q-Former stays resident
     names = {canonical_key(n) for n, _ in model.named_parameters()}
     lin_w = {canonical_key(n + ".weight") for n in lin}
     block_keys = {b: {n for n in names if n.startswith(b + ".")} for b in blocks}
@@ -197,7 +202,7 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
                  {n for n in names if "lora_" not in n} - later, device=device)
     streamed = StreamedBlocks(model, file, str(path / "model.safetensors"), block_keys, device) if vision == "stream" else None
     for b in blocks:                                        # the vision side, block by block: read in float32, quantize
-        if streamed: streamed.read(b); streamed.drop(b)     # (streamed: read once here so that a bad file fails now, not at the first image)
+        if streamed: streamed.check(b)                      # a bad file fails now, not at the first image
         else:
             load_tensors(model, file.subset(block_keys[b]), _as_is, str(path / "model.safetensors"), block_keys[b], device=device)
             _quantize_block(model, b, vision, device)
@@ -219,7 +224,7 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
         release_memory()
     if deltas and deltas.pairs: raise CheckpointError(f"{path / 'adapter'}: LoRA for layers the model does not have: {sorted(deltas.pairs)[:3]}")
     finish_load(model, device=device, allow_fresh=False, keep_on_meta=tuple(blocks) if streamed else ())
-    if streamed: streamed.reads, model.streamed_blocks = 0, streamed
+    if streamed: model.streamed_blocks = streamed
     if (path / "tokenizer.json").exists() or (path / "vocab.json").exists(): model.tokenizer = load_tokenizer(path)
     release_memory()
     return model.train(False).requires_grad_(False)
