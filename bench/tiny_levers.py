@@ -1,5 +1,8 @@
 """What limits the tiny run's stage-4 accuracy? Each lever tried against the main job's 71 % [vqa] / 38 % [refer].
 
+The table in nbs/11a_tiny_run.ipynb was measured with the previous tiny backbones (Q-Former slots at 75.7 % box
+Acc@0.5); the ones shipped now (97.6 %) give the base run 71 % / 48 %. Rerun a variant to compare it with them.
+
 Every variant trains stage 4 of the tiny preset (600 steps, batch 32, per-sample mixture) and scores 100 held-out
 questions per task with `evaluate_synthetic`. Variants that change stages 1-3 too (`lora_mlp`, `heads4`,
 `proj_gelu`) run the whole recipe; the others start from a stage-3 model (`--stage3`, by default the main job's

@@ -68,8 +68,8 @@ def vit_features(eva, x: torch.Tensor) -> torch.Tensor:
     return t
 
 def dense_targets(sc, g: int):
-    "Per-patch class (len(CLASSES) = background) and box-edge distances (/ image size) on a g x g grid."
-    cls, reg, step = torch.full((g * g,), len(CLASSES)), torch.zeros(g * g, 4), sc.size / g
+    "Per-patch class (len(CLASSES) = background), box-edge distances and box corners (x1, y1, x2, y2), both / image size, on a g x g grid."
+    cls, reg, box, step = torch.full((g * g,), len(CLASSES)), torch.zeros(g * g, 4), torch.zeros(g * g, 4), sc.size / g
     for o in sc.objects:
         x, y, w, h = o.box
         for i in range(int(y // step), min(g, int((y + h) // step) + 1)):
@@ -78,13 +78,14 @@ def dense_targets(sc, g: int):
                 if x <= cx < x + w and y <= cy < y + h:
                     cls[i * g + j] = CLASSES.index((o.color, o.shape))
                     reg[i * g + j] = torch.tensor([cx - x, cy - y, x + w - cx, y + h - cy]) / sc.size
-    return cls, reg
+                    box[i * g + j] = torch.tensor([x, y, x + w, y + h]) / sc.size
+    return cls, reg, box
 
 class DenseHead(nn.Module):
-    "Patch classes + box-edge distances, and the background colour from the class token."
+    "Per patch: class, box-edge distances, box corners; the background colour from the class token."
     def __init__(self, width: int):
         super().__init__()
-        self.patch, self.bg = nn.Linear(width, len(CLASSES) + 1 + 4), nn.Linear(width, len(BACKGROUNDS))
+        self.patch, self.bg = nn.Linear(width, len(CLASSES) + 1 + 8), nn.Linear(width, len(BACKGROUNDS))
     def forward(self, tokens): return self.patch(tokens[:, 1:]), self.bg(tokens[:, 0])
 
 def pretrain_tiny_vit(cfg: TinyGPTVConfig, steps: int = 1500, lr: float = 2e-3, seed: int = 0, progress: bool = True):
@@ -98,11 +99,12 @@ def pretrain_tiny_vit(cfg: TinyGPTVConfig, steps: int = 1500, lr: float = 2e-3, 
         S, n = (224, 16) if step % 4 == 3 else (cfg.vision.img_size, 32)
         scs = [make_scene(rng.randrange(10**6)) for _ in range(n)]
         tg = [dense_targets(s, S // cfg.vision.patch_size) for s in scs]
-        cls_t, reg_t = torch.stack([t[0] for t in tg]), torch.stack([t[1] for t in tg])
+        cls_t, reg_t, box_t = (torch.stack([t[k] for t in tg]) for k in range(3))
         out, bg = head(vit_features(eva, preprocess_images([draw_scene(s) for s in scs], S)))
         pos = cls_t < NC
         loss = (F.cross_entropy(out[..., :NC + 1].reshape(-1, NC + 1), cls_t.reshape(-1))
-                + 10 * (out[..., NC + 1:].sigmoid()[pos] - reg_t[pos]).abs().mean()
+                + 10 * (out[..., NC + 1:NC + 5].sigmoid()[pos] - reg_t[pos]).abs().mean()
+                + 10 * (out[..., NC + 5:].sigmoid()[pos] - box_t[pos]).abs().mean()
                 + F.cross_entropy(bg, torch.tensor([list(BACKGROUNDS).index(s.background) for s in scs])))
         for g in opt.param_groups: g["lr"] = lr * min(1, (step + 1) / 100)
         loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad(); losses.append(loss.item())
@@ -117,7 +119,7 @@ def dense_box_accuracy(eva, head, size: int = 224, n: int = 100, split: str = "t
     for sc, o_ in zip(scs, out):
         for ob in sc.objects:
             p = o_[:, CLASSES.index((ob.color, ob.shape))].argmax().item()
-            l, t, r, b = (o_[p, NC + 1:].sigmoid() * sc.size).tolist()
+            l, t, r, b = (o_[p, NC + 1:NC + 5].sigmoid() * sc.size).tolist()
             cx, cy = (p % g + .5) * sc.size / g, (p // g + .5) * sc.size / g
             x, y, w, h = ob.box
             hits.append(box_iou((cx - l, cy - t, cx + r, cy + b), (x, y, x + w, y + h)) >= 0.5)
@@ -150,7 +152,7 @@ def slot_loss(out, glob_out, targets):
             + F.cross_entropy(out[..., 1 + nc + ns:].reshape(-1, 101), bx.reshape(-1), ignore_index=-100)
             + F.cross_entropy(glob_out[:, :3], glob[:, 0]) + F.cross_entropy(glob_out[:, 3:], glob[:, 1]))
 
-def pretrain_tiny_qformer(cfg: TinyGPTVConfig, eva, steps: int = 3000, n_scenes: int = 6000, lr: float = 1e-3, seed: int = 0,
+def pretrain_tiny_qformer(cfg: TinyGPTVConfig, eva, steps: int = 4000, n_scenes: int = 20000, lr: float = 1e-3, seed: int = 0,
                           progress: bool = True, init=None):
     "Q-Former (+ query tokens, ln_vision) trained with slot supervision on the frozen `eva`; returns (ln, qformer, query_tokens, head, losses)."
     torch.manual_seed(seed)
@@ -204,7 +206,7 @@ def save_tiny_backbones(out, cfg: TinyGPTVConfig, lm, eva, ln, qf, qt, dtype=tor
     return out
 
 def pretrain_tiny_backbones(out, cfg: TinyGPTVConfig | None = None, lm_steps: int = 600, vit_steps: int = 1500,
-                            qformer_steps: int = 3000, seed: int = 0, progress: bool = True) -> dict:
+                            qformer_steps: int = 4000, seed: int = 0, progress: bool = True) -> dict:
     "Pretrain the three tiny backbones and write them to `out`; returns their quality measures."
     cfg = cfg or TinyGPTVConfig.from_preset("tiny")
     t0 = time.time()
