@@ -41,7 +41,10 @@ def quantized_linear(weight: torch.Tensor, bias: torch.Tensor | None, mode: str,
         bs = 64 if in_f % 64 == 0 or in_f % 32 else 32
         q.weight = bnb.nn.Params4bit(weight.to(torch.float16 if weight.dtype == torch.float32 else weight.dtype), requires_grad=False,
                                      quant_type="nf4", compress_statistics=True, blocksize=bs)
-        if in_f % bs: q.support_avx512bf16_for_cpu = False
+        if in_f % bs:
+            q.support_avx512bf16_for_cpu = False
+            warnings.warn(f"4-bit layer with input width {in_f} (not a multiple of 32): on AVX512 CPUs bitsandbytes dequantizes "
+                          "its blocks per row, which adds error; 8bit or int8-dynamic avoid it")
     elif mode == "8bit":
         import bitsandbytes as bnb
         q = bnb.nn.Linear8bitLt(in_f, out_f, bias=bias is not None, has_fp16_weights=False, threshold=6.0, device="meta")
