@@ -116,12 +116,12 @@ class MixtureLoader:
 
 # %% ../nbs/15a_mixtures.ipynb
 def collate(samples: list[Sample], stage: int, tokenizer, image_size: int, num_queries: int = 32,
-            max_len: int | None = None, max_txt_len: int | None = None, padding_side: str = "right") -> dict:
-    "Samples -> `input_ids`, `attention_mask`, `labels`, `pixel_values` (images in sample order), for `stage`."
+            max_len: int | None = None, max_txt_len: int | None = None, padding_side: str = "right", pixels: bool = True) -> dict:
+    "Samples -> `input_ids`, `attention_mask`, `labels`, `pixel_values` (images in sample order; None when not `pixels`), for `stage`."
     pieces, images = [], []
     for s in samples:
         pieces.append(render(stage, s.turns, image=s.image is not None))
-        if s.image is not None: images.append(load_image(s.image))
+        if s.image is not None and pixels: images.append(load_image(s.image))
     batch = build_inputs(tokenizer, pieces, [int(s.image is not None) for s in samples], num_queries, padding_side, max_len, max_txt_len)
     batch["pixel_values"] = preprocess_images(images, image_size) if images else None
     return batch

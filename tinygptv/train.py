@@ -234,7 +234,7 @@ def train_stage(model: TinyGPTV, cfg: StageTrainConfig, readers: dict, out_dir, 
         per = math.ceil(len(samples) / world)
         mine = samples[rank * per:(rank + 1) * per]
         batch = collate(mine, cfg.stage, model.tokenizer, cfg.image_size, model.cfg.num_image_tokens,
-                        max_len=model.cfg.max_len, max_txt_len=cfg.max_txt_len)
+                        max_len=model.cfg.max_len, max_txt_len=cfg.max_txt_len, pixels=cache is None)   # the cache preprocesses only its misses
         px = batch.pop("pixel_values")
         with_img = [s for s in mine if s.image is not None]
         queries = (cache(model, with_img, pix) if cache is not None else model.encode_queries(px.to(acc.device))) if with_img else None
