@@ -182,13 +182,9 @@ def object_lm_accuracy(lm, ov, kind: str, n: int = 200) -> float:
     for i in range(0, n, 50):
         chunk = ss[i:i + 50]
         b = build_inputs(tok, [render(4, [(s.turns[0][0], None)]) for s in chunk], padding_side="left")
-        am = b["attention_mask"]
         x = object_lm_embeds(lm, ov, b["input_ids"], torch.stack([object_features(s.meta["scene"]) for s in chunk]))
-        out = []
-        for _ in range(16):
-            nxt = lm(inputs_embeds=x, attention_mask=am, position_ids=(am.cumsum(-1) - 1).clamp(min=0)).logits[:, -1].argmax(-1)
-            out.append(nxt); x = torch.cat([x, lm.get_input_embeddings()(nxt)[:, None]], 1); am = torch.cat([am, am[:, :1] * 0 + 1], 1)
-        preds += [tok.decode(r) for r in torch.stack(out, 1)]
+        out = lm.generate(inputs_embeds=x, attention_mask=b["attention_mask"], max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
+        preds += tok.batch_decode(out)
     if kind == "vqa": return sum(exact_match(p, s.turns[0][1]) for p, s in zip(preds, ss)) / n
     hits = 0
     for p, s in zip(preds, ss):
