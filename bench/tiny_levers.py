@@ -1,9 +1,12 @@
-"""What limits the tiny run's stage-4 accuracy? Each lever tried against the main job's 71 % [vqa] / 38 % [refer].
+"""What limits the tiny run's stage-4 accuracy? Each lever tried against the main job's [vqa] / [refer].
 
-The table in nbs/11a_tiny_run.ipynb was measured with the previous tiny backbones (Q-Former slots at 75.7 % box
-Acc@0.5); the ones shipped now (97.6 %) give the base run 71 % / 48 %. Rerun a variant to compare it with them.
+The levers were measured with the text-only tiny Phi shipped before (base run 71 % / 48 % on the current ViT and
+Q-Former; the table in nbs/11a_tiny_run.ipynb). The tiny Phi shipped now is `object_lm_vqa`'s, continued by two
+restarts (backbones.pretrain_tiny_lm), and gives the base run 92-93 % / 57-60 %. Variants that keep the shipped
+Phi now start from it; `heads4` and `context_lm` pretrain a text-only Phi, and the `object_lm` variants the first
+round of the shipped one's pretraining (or a variation of it), from scratch.
 
-Every variant trains stage 4 of the tiny preset (600 steps, batch 32, per-sample mixture) and scores 100 held-out
+Every variant trains stage 4 of the tiny preset (the recipe's steps, batch 32, per-sample mixture) and scores 100 held-out
 questions per task with `evaluate_synthetic`. Variants that change stages 1-3 too (`lora_mlp`, `heads4`,
 `proj_gelu`) run the whole recipe; the others start from a stage-3 model (`--stage3`, by default the main job's
 `runs/tiny/stage3/model`, so run `tinygptv train --preset tiny --out runs/tiny` first).
@@ -35,30 +38,25 @@ Variants (none is part of the recipe; the ones marked "patch" change a function 
 
 About 7-12 minutes per variant on 2 cores (context_lm: 21). A benchmark, not a test: `--scale 0.02` checks the mechanics in a minute.
 """
-import argparse, json, math, random, shutil, time
+import argparse, json, random, shutil, time
 from dataclasses import replace
 from pathlib import Path
 
 import torch, torch.nn.functional as F
-from torch import nn
-from tqdm.auto import tqdm
 
 import tinygptv.backbones as B
 import tinygptv.recipe as R
 import tinygptv.stages as S
 import tinygptv.train as T
-from tinygptv.backbones import pretrain_tiny_lm, tiny_backbones_dir
+from tinygptv.backbones import (OBJECT_KINDS, ObjectVectors, object_features, object_lm_accuracy, pretrain_tiny_lm, tiny_backbones_dir,
+                                train_object_lm)
 from tinygptv.benchmarks import evaluate_synthetic
-from tinygptv.lora import LoraSettings
-from tinygptv.evaluation import exact_match, refer_hit
-from tinygptv.model import IGNORE_INDEX, IMAGE_TOKEN, TinyGPTV, TinyGPTVConfig, build_inputs
+from tinygptv.model import IGNORE_INDEX, TinyGPTV, TinyGPTVConfig
 from tinygptv.phi import TinyGPTVPhiForCausalLM
-from tinygptv.prompts import box_to_grid, render
-from tinygptv.synthetic import (BACKGROUNDS, COLORS, SHAPES, SPLIT_SEEDS, STAGE_KINDS, SyntheticDataset, make_sample,
-                                make_scene, tiny_tokenizer)
+from tinygptv.prompts import render
+from tinygptv.synthetic import SPLIT_SEEDS, STAGE_KINDS, make_sample, make_scene, tiny_tokenizer
 from tinygptv.weights import save_upstream
 
-OBJECT_KINDS = dict(vqa=40, refer=25, identify=10, grounding=5, detection=5, caption_task=5, conversation=5, text=5)
 OBJECT_LM = {"object_lm": (1500, False, None), "object_lm_vqa": (3000, False, OBJECT_KINDS), "object_lm_ans": (1500, True, OBJECT_KINDS)}
 WHOLE = {"lora_mlp", "heads4", "proj_gelu", "context_lm", *OBJECT_LM}
 VARIANTS = ("base", "lora_mlp", "heads4", "proj_gelu", "sample_loss", "vqa_only", "steps3x", "unfreeze", "context_lm", *OBJECT_LM)
@@ -103,94 +101,13 @@ def text_context_accuracy(lm, kind: str, n: int = 100) -> float:
     return hits / n
 
 
-FREQS = torch.tensor([1., 2, 4, 8, 16, 32]) * math.pi
-
-
-def object_features(sc, jitter: float = 0.0, rng=None) -> torch.Tensor:
-    "[4, F]: rows 0-2 the objects left to right (exists, colour, shape, grid box / 100 and its Fourier features), row 3 background and count."
-    nc, ns = len(COLORS), len(SHAPES)
-    f = torch.zeros(4, 1 + nc + ns + 4 + 8 * len(FREQS))
-    for k, o in enumerate(sc.objects):
-        c = torch.tensor(box_to_grid(*o.box, sc.size, sc.size), dtype=torch.float)
-        if jitter: c = c + torch.tensor([rng.uniform(-jitter, jitter) for _ in range(4)])
-        c = c / 100; ang = (c[:, None] * FREQS).flatten()
-        f[k, 0] = f[k, 1 + list(COLORS).index(o.color)] = f[k, 1 + nc + SHAPES.index(o.shape)] = 1
-        f[k, 1 + nc + ns:] = torch.cat([c, ang.sin(), ang.cos()])
-    f[3, list(BACKGROUNDS).index(sc.background)] = f[3, 3 + len(sc.objects) - 1] = 1
-    return f
-
-
-class ObjectVectors(nn.Module):
-    "Object features -> the 32 image positions: one vector per object slot, one global vector, 28 learned fillers."
-    def __init__(self, nf: int, d: int, n_tokens: int = 32):
-        super().__init__()
-        self.obj = nn.Sequential(nn.Linear(nf, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-        self.glob = nn.Sequential(nn.Linear(6, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-        self.free = nn.Parameter(torch.randn(n_tokens - 4, d) * 0.02)
-    def forward(self, f): return torch.cat([self.obj(f[:, :3]), self.glob(f[:, 3, :6])[:, None], self.free.expand(len(f), -1, -1)], 1)
-
-
-def object_lm_embeds(lm, ov, ids, feats, noise: float = 0.0):
-    "Token embeddings with the object vectors of `feats` written into the image positions."
-    slots = ids == IMAGE_TOKEN
-    x = lm.get_input_embeddings()(ids.masked_fill(slots, 0))
-    if feats is None: return x
-    v = ov(feats)
-    if noise: v = v + noise * v.detach().pow(2).mean().sqrt() * torch.randn_like(v)
-    return x.masked_scatter(slots[..., None], v.to(x.dtype))
-
-
-def object_lm_batch(tok, rng, n: int = 32, answers_only: bool = False, kinds: dict | None = None):
-    """Samples in their stage's template, the image as object features: stages drawn as `_lm_batch` does, or 10 % stage 1,
-    10 % stage 3 and 80 % stage 4 with its kinds weighted by `kinds`."""
-    pieces, feats = [], []
-    for _ in range(n):
-        if kinds is None: st = rng.choice([1, 3, 4, 4, 4, 4]); kind = rng.choice(STAGE_KINDS[st])
-        else:
-            st = rng.choices([1, 3, 4], [1, 1, 8])[0]
-            kind = STAGE_KINDS[st][0] if st < 4 else rng.choices(list(kinds), list(kinds.values()))[0]
-        s = make_sample(kind, rng.randrange(10**6), rng)
-        pieces.append(render(st, s.turns, image=s.image is not None))
-        if s.image is not None: feats.append(object_features(s.meta["scene"], 1.0, rng))
-    b = build_inputs(tok, pieces, max_txt_len=120)
-    ids = b["input_ids"]
-    lab = b["labels"] if answers_only else ids.masked_fill((ids == IMAGE_TOKEN) | (b["attention_mask"] == 0), IGNORE_INDEX)
-    return ids, b["attention_mask"], lab, torch.stack(feats) if feats else None
-
-
 def pretrain_object_lm(cfg, steps: int, answers_only: bool = False, kinds: dict | None = None, lr: float = 2e-3, seed: int = 0):
-    "A stock tiny Phi and an ObjectVectors encoder trained together on the world's text, each object one vector where the image goes."
+    "A stock tiny Phi and an ObjectVectors encoder trained together, as the shipped tiny Phi's first phase (`kinds`: its mixture)."
     torch.manual_seed(seed)
     lm = TinyGPTVPhiForCausalLM(replace(cfg.llm, qk_layernorm=False, post_layernorm=False).to_hf())
     ov = ObjectVectors(object_features(make_scene(0)).shape[1], cfg.llm.hidden_size)
-    params = list(lm.parameters()) + list(ov.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    tok, rng = tiny_tokenizer(), random.Random(seed)
-    for step in tqdm(range(steps), desc="object LM", mininterval=30):
-        for g in opt.param_groups: g["lr"] = lr * min(1, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        ids, am, lab, f = object_lm_batch(tok, rng, answers_only=answers_only, kinds=kinds)
-        loss = lm(inputs_embeds=object_lm_embeds(lm, ov, ids, f, noise=0.1), attention_mask=am, labels=lab).loss
-        loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
-    return lm.eval(), ov.eval()
-
-
-@torch.no_grad()
-def object_lm_accuracy(lm, ov, kind: str, n: int = 200) -> float:
-    "Held-out [vqa] exact match or [refer] Acc@0.5 of the object LM given the true object vectors (its ceiling)."
-    tok, ds = tiny_tokenizer(), SyntheticDataset(kind, "test", n)
-    ss, preds = [ds[i] for i in range(n)], []
-    for i in range(0, n, 50):
-        chunk = ss[i:i + 50]
-        b = build_inputs(tok, [render(4, [(s.turns[0][0], None)]) for s in chunk], padding_side="left")
-        x = object_lm_embeds(lm, ov, b["input_ids"], torch.stack([object_features(s.meta["scene"]) for s in chunk]))
-        out = lm.generate(inputs_embeds=x, attention_mask=b["attention_mask"], max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
-        preds += tok.batch_decode(out)
-    if kind == "vqa": return sum(exact_match(p, s.turns[0][1]) for p, s in zip(preds, ss)) / n
-    hits = 0
-    for p, s in zip(preds, ss):
-        sc = s.meta["scene"]; o = next(o for o in sc.objects if o.name in s.turns[0][0])
-        hits += refer_hit(p, o.box, sc.size, sc.size)
-    return hits / n
+    train_object_lm(lm, ov, steps, lr, random.Random(seed), kinds=kinds, answers_only=answers_only, progress=True, desc="object LM")
+    return lm, ov
 
 
 def sample_loss(logits, labels, n_global, world):
@@ -215,7 +132,7 @@ def start_model(variant, out: Path, scale: float, extra: dict):
             steps, answers_only, kinds = OBJECT_LM[variant]
             lm, ov = pretrain_object_lm(cfg, max(2, int(steps * scale)), answers_only, kinds)
             extra.update({f"oracle_{k}": object_lm_accuracy(lm, ov, k, max(8, int(200 * scale))) for k in ("vqa", "refer")})
-        else: lm, _ = pretrain_tiny_lm(cfg, steps=max(2, int((1500 if variant == "context_lm" else 600) * scale)), progress=False)
+        else: lm, _, _ = pretrain_tiny_lm(cfg, steps=max(2, int((1500 if variant == "context_lm" else 600) * scale)), progress=False, objects=False)
         if variant == "context_lm":   # as a text model, from the written scene (68 % / 41 % at full scale; the shipped tiny Phi: 13 % / 0 %)
             extra.update({f"text_{k}": text_context_accuracy(lm, k, max(4, int(100 * scale))) for k in ("vqa", "refer")})
         bb = out / "backbones"; shutil.copytree(tiny_backbones_dir(), bb, dirs_exist_ok=True)

@@ -13,21 +13,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from timm.layers import resample_abs_pos_embed
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .evaluation import exact_match, refer_hit
 from .model import IMAGE_TOKEN, TinyGPTV, TinyGPTVConfig, build_inputs
 from .phi import TinyGPTVPhiForCausalLM
 from .prompts import box_to_grid, render
 from .qformer import build_qformer, run_qformer
-from .synthetic import (BACKGROUNDS, COLORS, SHAPES, SPLIT_SEEDS, STAGE_KINDS, draw_scene, make_sample, make_scene,
-                                tiny_tokenizer)
+from .synthetic import (BACKGROUNDS, COLORS, SHAPES, SPLIT_SEEDS, STAGE_KINDS, SyntheticDataset, draw_scene, make_sample,
+                                make_scene, tiny_tokenizer)
 from .vision import FP32LayerNorm, build_eva, preprocess_images
 from .weights import save_upstream
 
 # %% auto 0
-__all__ = ['CLASSES', 'pretrain_tiny_lm', 'vit_features', 'dense_targets', 'DenseHead', 'pretrain_tiny_vit', 'dense_box_accuracy',
-           'SlotHead', 'slot_targets', 'slot_loss', 'pretrain_tiny_qformer', 'slot_box_accuracy', 'tiny_backbones_dir',
-           'save_tiny_backbones', 'pretrain_tiny_backbones']
+__all__ = ['OBJECT_KINDS', 'FREQS', 'TINY_LM_RESTARTS', 'QUESTION_TYPES', 'CLASSES', 'object_features', 'ObjectVectors',
+           'object_lm_embeds', 'object_lm_batch', 'train_object_lm', 'pretrain_tiny_lm', 'question_type',
+           'object_lm_accuracy', 'vit_features', 'dense_targets', 'DenseHead', 'pretrain_tiny_vit',
+           'dense_box_accuracy', 'SlotHead', 'slot_targets', 'slot_loss', 'pretrain_tiny_qformer', 'slot_box_accuracy',
+           'tiny_backbones_dir', 'save_tiny_backbones', 'load_object_vectors', 'pretrain_tiny_backbones']
 
 # %% ../nbs/07a_tiny_backbones.ipynb
 def _lm_batch(tok, rng, n=32, max_tokens=120):
@@ -41,18 +45,128 @@ def _lm_batch(tok, rng, n=32, max_tokens=120):
     for i, q in enumerate(seqs): ids[i, :len(q)], lab[i, :len(q)] = torch.tensor(q), torch.tensor(q)
     return ids, lab
 
-def pretrain_tiny_lm(cfg: TinyGPTVConfig, steps: int = 600, lr: float = 2e-3, seed: int = 0, progress: bool = True):
-    "A stock tiny Phi (no added norms) trained as a language model on the synthetic world's text; returns (model, losses)."
+OBJECT_KINDS = dict(vqa=40, refer=25, identify=10, grounding=5, detection=5, caption_task=5, conversation=5, text=5)
+FREQS = torch.tensor([1., 2, 4, 8, 16, 32]) * math.pi
+
+def object_features(sc, jitter: float = 0.0, rng: random.Random | None = None) -> torch.Tensor:
+    "[4, F]: rows 0-2 the objects left to right (exists, colour, shape, grid box / 100 and its Fourier features), row 3 background and count."
+    nc, ns = len(COLORS), len(SHAPES)
+    f = torch.zeros(4, 1 + nc + ns + 4 + 8 * len(FREQS))
+    for k, o in enumerate(sc.objects):
+        c = torch.tensor(box_to_grid(*o.box, sc.size, sc.size), dtype=torch.float)
+        if jitter: c = c + torch.tensor([rng.uniform(-jitter, jitter) for _ in range(4)])
+        c = c / 100; ang = (c[:, None] * FREQS).flatten()
+        f[k, 0] = f[k, 1 + list(COLORS).index(o.color)] = f[k, 1 + nc + SHAPES.index(o.shape)] = 1
+        f[k, 1 + nc + ns:] = torch.cat([c, ang.sin(), ang.cos()])
+    f[3, list(BACKGROUNDS).index(sc.background)] = f[3, 3 + len(sc.objects) - 1] = 1
+    return f
+
+class ObjectVectors(nn.Module):
+    "Object features -> the 32 image positions: one vector per object slot, one global vector, 28 learned fillers."
+    def __init__(self, nf: int, d: int, n_tokens: int = 32):
+        super().__init__()
+        self.obj = nn.Sequential(nn.Linear(nf, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.glob = nn.Sequential(nn.Linear(6, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.free = nn.Parameter(torch.randn(n_tokens - 4, d) * 0.02)
+    def forward(self, f): return torch.cat([self.obj(f[:, :3]), self.glob(f[:, 3, :6])[:, None], self.free.expand(len(f), -1, -1)], 1)
+
+def object_lm_embeds(lm, ov: ObjectVectors, ids, feats, noise: float = 0.0):
+    "Token embeddings of `ids` with the object vectors of `feats` written into the image positions (plus `noise` x their RMS)."
+    slots = ids == IMAGE_TOKEN
+    x = lm.get_input_embeddings()(ids.masked_fill(slots, 0))
+    if feats is None: return x
+    v = ov(feats)
+    if noise: v = v + noise * v.detach().pow(2).mean().sqrt() * torch.randn_like(v)
+    return x.masked_scatter(slots[..., None], v.to(x.dtype))
+
+def object_lm_batch(tok, rng, n: int = 32, kinds: dict | None = OBJECT_KINDS, answers_only: bool = False):
+    """`n` samples in their stage's template with the image as object features: 10 % stage 1, 10 % stage 3, 80 % stage 4
+    with its kinds weighted by `kinds` (None: stages and kinds drawn as `_lm_batch` does); loss on every text token."""
+    pieces, feats = [], []
+    for _ in range(n):
+        if kinds is None: st = rng.choice([1, 3, 4, 4, 4, 4]); kind = rng.choice(STAGE_KINDS[st])
+        else:
+            st = rng.choices([1, 3, 4], [1, 1, 8])[0]
+            kind = STAGE_KINDS[st][0] if st < 4 else rng.choices(list(kinds), list(kinds.values()))[0]
+        s = make_sample(kind, rng.randrange(10**6), rng)
+        pieces.append(render(st, s.turns, image=s.image is not None))
+        if s.image is not None: feats.append(object_features(s.meta["scene"], 1.0, rng))
+    b = build_inputs(tok, pieces, max_txt_len=120)
+    ids = b["input_ids"]
+    lab = b["labels"] if answers_only else ids.masked_fill((ids == IMAGE_TOKEN) | (b["attention_mask"] == 0), -100)
+    return ids, b["attention_mask"], lab, torch.stack(feats) if feats else None
+
+def _lr(lr, step, steps): return lr * min(1, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+
+def train_object_lm(lm, ov: ObjectVectors, steps: int, lr: float, rng: random.Random, kinds: dict | None = OBJECT_KINDS,
+                    answers_only: bool = False, progress: bool = True, desc: str = "tiny Phi + objects") -> list[float]:
+    "`steps` of AdamW on the Phi and the encoder together (100 warm-up steps, cosine to lr/10); returns the losses."
+    params = list(lm.parameters()) + list(ov.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    tok, losses = tiny_tokenizer(), []
+    lm.train(); ov.train()
+    for step in tqdm(range(steps), desc=desc, disable=not progress, mininterval=10):
+        for g in opt.param_groups: g["lr"] = _lr(lr, step, steps)
+        ids, am, lab, f = object_lm_batch(tok, rng, kinds=kinds, answers_only=answers_only)
+        loss = lm(inputs_embeds=object_lm_embeds(lm, ov, ids, f, noise=0.1), attention_mask=am, labels=lab).loss
+        loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad(); losses.append(loss.item())
+    lm.eval(); ov.eval()
+    return losses
+
+TINY_LM_RESTARTS = ((2000, 1e-3), (2000, 1e-3))
+
+def pretrain_tiny_lm(cfg: TinyGPTVConfig, steps: int = 3000, lr: float = 2e-3, seed: int = 0, progress: bool = True,
+                     objects: bool = True, restarts=TINY_LM_RESTARTS):
+    """A stock tiny Phi (no added norms) pretrained on the synthetic world: with one vector per object where the image goes
+    (`steps` at `lr`, then, for each `(steps, lr)` of `restarts`, a new warm-up and cosine on fresh samples), or on the
+    text alone (`objects=False`). Returns (model, losses, the ObjectVectors encoder or None)."""
     torch.manual_seed(seed)
     lm = TinyGPTVPhiForCausalLM(replace(cfg.llm, qk_layernorm=False, post_layernorm=False).to_hf())
+    if objects:
+        ov = ObjectVectors(object_features(make_scene(0)).shape[1], cfg.llm.hidden_size)
+        losses = train_object_lm(lm, ov, steps, lr, random.Random(seed), progress=progress)
+        for i, (n, lr_i) in enumerate(restarts, 1):
+            torch.manual_seed(seed + i)
+            losses += train_object_lm(lm, ov, n, lr_i, random.Random(seed + i), progress=progress, desc=f"tiny Phi + objects, restart {i}")
+        return lm, losses, ov
     opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
     tok, rng, losses = tiny_tokenizer(), random.Random(seed), []
     for step in tqdm(range(steps), desc="tiny Phi", disable=not progress):
-        for g in opt.param_groups: g["lr"] = lr * min(1, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for g in opt.param_groups: g["lr"] = _lr(lr, step, steps)
         ids, lab = _lm_batch(tok, rng)
         loss = lm(ids, labels=lab).loss
         loss.backward(); nn.utils.clip_grad_norm_(lm.parameters(), 1.0); opt.step(); opt.zero_grad(); losses.append(loss.item())
-    return lm.eval(), losses
+    return lm.eval(), losses, None
+
+QUESTION_TYPES = ("how many", "background", "what color", "what shape", "where", "is there")
+def question_type(q: str) -> str:
+    "The kind of a `[vqa]` question of the synthetic world: one of `QUESTION_TYPES`, or 'other'."
+    return next((w for w in QUESTION_TYPES if w in q.lower()), "other")
+
+@torch.no_grad()
+def object_lm_accuracy(lm, ov: ObjectVectors, kind: str, n: int = 200, by_question: bool = False):
+    """Held-out `[vqa]` exact match or `[refer]` Acc@IoU>=0.5 of the Phi given the TRUE object vectors: the ceiling of
+    any vision front end feeding this frozen Phi. `by_question`: also the `[vqa]` accuracy per question type."""
+    tok, ds = tiny_tokenizer(), SyntheticDataset(kind, "test", n)
+    ss, preds = [ds[i] for i in range(n)], []
+    for i in range(0, n, 50):
+        chunk = ss[i:i + 50]
+        b = build_inputs(tok, [render(4, [(s.turns[0][0], None)]) for s in chunk], padding_side="left")
+        x = object_lm_embeds(lm, ov, b["input_ids"], torch.stack([object_features(s.meta["scene"]) for s in chunk]))
+        out = lm.generate(inputs_embeds=x, attention_mask=b["attention_mask"], max_new_tokens=16, do_sample=False,
+                          pad_token_id=tok.pad_token_id)
+        preds += tok.batch_decode(out)
+    if kind == "refer":
+        hits = []
+        for p, s in zip(preds, ss):
+            sc = s.meta["scene"]; o = next(o for o in sc.objects if o.name in s.turns[0][0])
+            hits.append(refer_hit(p, o.box, sc.size, sc.size))
+        return sum(hits) / n
+    hits = [exact_match(p, s.turns[0][1]) for p, s in zip(preds, ss)]
+    if not by_question: return sum(hits) / n
+    groups = {}
+    for h, s in zip(hits, ss): groups.setdefault(question_type(s.turns[0][0]), []).append(h)
+    return sum(hits) / n, {k: sum(v) / len(v) for k, v in sorted(groups.items())}
 
 # %% ../nbs/07a_tiny_backbones.ipynb
 CLASSES = [(c, s) for c in COLORS for s in SHAPES]
@@ -192,8 +306,9 @@ def tiny_backbones_dir() -> Path:
     "Where the shipped tiny backbones are."
     return Path(str(files("tinygptv").joinpath("assets/tiny-backbones")))
 
-def save_tiny_backbones(out, cfg: TinyGPTVConfig, lm, eva, ln, qf, qt, dtype=torch.float16) -> Path:
-    "Write the tiny backbones as upstream files: `phi-2/`, `eva_vit_g.pth`, `blip2_pretrained_flant5xxl.pth`."
+def save_tiny_backbones(out, cfg: TinyGPTVConfig, lm, eva, ln, qf, qt, dtype=torch.float16, ov: ObjectVectors | None = None) -> Path:
+    """Write the tiny backbones as upstream files: `phi-2/`, `eva_vit_g.pth`, `blip2_pretrained_flant5xxl.pth`; and the Phi's
+    pretraining encoder `ov` (not part of the model: for measuring the Phi's ceiling) as `object_vectors.safetensors`."""
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     m = TinyGPTV(cfg)
     m.visual_encoder.load_state_dict(eva.state_dict()); m.ln_vision.load_state_dict(ln.state_dict())
@@ -203,16 +318,25 @@ def save_tiny_backbones(out, cfg: TinyGPTVConfig, lm, eva, ln, qf, qt, dtype=tor
     save_upstream(m, "phi2_split", out / "phi-2", tokenizer=tiny_tokenizer())
     save_upstream(m, "eva", out / "eva_vit_g.pth")
     save_upstream(m, "blip2", out / "blip2_pretrained_flant5xxl.pth")
+    if ov is not None: save_file(ov.state_dict(), out / "object_vectors.safetensors")
     return out
 
-def pretrain_tiny_backbones(out, cfg: TinyGPTVConfig | None = None, lm_steps: int = 600, vit_steps: int = 1500,
+def load_object_vectors(path, cfg: TinyGPTVConfig) -> ObjectVectors:
+    "The ObjectVectors encoder the tiny Phi was pretrained with (`save_tiny_backbones(..., ov=)`)."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path}: no ObjectVectors weights (written by save_tiny_backbones(..., ov=...))")
+    ov = ObjectVectors(object_features(make_scene(0)).shape[1], cfg.llm.hidden_size)
+    ov.load_state_dict(load_file(path)); return ov.eval()
+
+def pretrain_tiny_backbones(out, cfg: TinyGPTVConfig | None = None, lm_steps: int = 3000, vit_steps: int = 1500,
                             qformer_steps: int = 4000, seed: int = 0, progress: bool = True) -> dict:
-    "Pretrain the three tiny backbones and write them to `out`; returns their quality measures."
+    "Pretrain the three tiny backbones and write them to `out`; returns their quality measures (the Phi's on held-out questions given the true objects)."
     cfg = cfg or TinyGPTVConfig.from_preset("tiny")
     t0 = time.time()
-    lm, lm_losses = pretrain_tiny_lm(cfg, lm_steps, seed=seed, progress=progress)
+    lm, lm_losses, ov = pretrain_tiny_lm(cfg, lm_steps, seed=seed, progress=progress)
+    oracle = {f"lm_oracle_{k}": object_lm_accuracy(lm, ov, k) for k in ("vqa", "refer")}
     eva, head, vit_losses = pretrain_tiny_vit(cfg, vit_steps, seed=seed, progress=progress)
     ln, qf, qt, shead, q_losses = pretrain_tiny_qformer(cfg, eva, qformer_steps, seed=seed, progress=progress)
-    save_tiny_backbones(out, cfg, lm, eva, ln, qf, qt)
-    return {"lm_loss": sum(lm_losses[-50:]) / 50, "vit_box_acc_224": dense_box_accuracy(eva, head),
+    save_tiny_backbones(out, cfg, lm, eva, ln, qf, qt, ov=ov)
+    return {"lm_loss": sum(lm_losses[-50:]) / 50, **oracle, "vit_box_acc_224": dense_box_accuracy(eva, head),
             "qformer_box_acc_224": slot_box_accuracy(eva, ln, qf, qt, shead), "minutes": (time.time() - t0) / 60}

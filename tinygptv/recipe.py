@@ -27,9 +27,9 @@ __all__ = ['TINY_MIXTURES', 'TINY_STEPS', 'TINY_LR', 'EVAL_KINDS', 'tiny_stage_c
 # %% ../nbs/11a_tiny_run.ipynb
 TINY_MIXTURES = {
     1: [("caption", 1)], 2: [("caption", 1)], 3: [("detail", 1)],
-    4: [("vqa", 30), ("refer", 30), ("identify", 10), ("grounding", 6), ("detection", 6), ("caption_task", 5), ("conversation", 8), ("text", 5)],
+    4: [("vqa", 30), ("refer", 38), ("identify", 10), ("grounding", 6), ("detection", 6), ("caption_task", 3), ("conversation", 4), ("text", 3)],
 }
-TINY_STEPS = {1: 120, 2: 120, 3: 60, 4: 600}
+TINY_STEPS = {1: 120, 2: 120, 3: 60, 4: 700}
 TINY_LR = {1: 2e-3, 2: 2e-3, 3: 1e-3, 4: 2e-3}
 
 def tiny_stage_config(stage: int, scale: float = 1.0, **kw) -> StageTrainConfig:
