@@ -4,19 +4,22 @@
 
 # %% ../nbs/01_vision_encoder.ipynb 3
 from __future__ import annotations
+import os, warnings
 from dataclasses import dataclass, asdict
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.models.eva import Eva
 from timm.layers import resample_abs_pos_embed
 
 # %% auto 0
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'VisionConfig', 'to_rgb', 'preprocess_images', 'build_eva', 'set_image_size', 'FP32LayerNorm']
+__all__ = ['MAX_PIXELS', 'CLIP_MEAN', 'CLIP_STD', 'VisionConfig', 'BadImage', 'to_rgb', 'load_image', 'preprocess_images',
+           'build_eva', 'set_image_size', 'FP32LayerNorm']
 
 # %% ../nbs/01_vision_encoder.ipynb
 @dataclass
@@ -45,22 +48,66 @@ class VisionConfig:
         return 1 + ((img_size or self.img_size) // self.patch_size) ** 2
 
 # %% ../nbs/01_vision_encoder.ipynb
+MAX_PIXELS = 64_000_000     # larger images are refused before decoding (a decompression bomb, or resize it first)
+
+class BadImage(ValueError):
+    "An image that cannot be used; `reason` is one of missing, empty, corrupt, huge."
+    WHY = {"missing": "no such file", "empty": "the file is empty", "corrupt": "not an image file PIL can read",
+           "huge": "larger than the pixel limit; resize it first"}
+    def __init__(self, path, reason: str, detail: str = ""):
+        self.path, self.reason, self.detail = path, reason, detail
+        super().__init__(f"{path}: cannot use this image: {self.WHY[reason]}" + (f" ({detail})" if detail else ""))
+
+def _over_white(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    "RGB from any PIL mode: 16/32-bit integers scaled to 8 bits, transparency over white, the rest converted."
+    if img.mode == "RGB": return img
+    if img.mode.startswith("I"):                               # I;16, I;16B, I;16L, I;16N and 32-bit I
+        a = np.asarray(img).astype(np.float64)
+        top = 65535 if img.mode.startswith("I;16") or a.max() > 255 else 255
+        return Image.fromarray((np.clip(a, 0, top) / top * 255 + 0.5).astype(np.uint8)).convert("RGB")
+    if img.mode == "F": return Image.fromarray((np.clip(np.asarray(img), 0, 1) * 255 + 0.5).astype(np.uint8)).convert("RGB")
+    if img.mode == "P" and "transparency" in img.info: img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"): return _over_white(img)
+    return img.convert("RGB")
+
+# %% ../nbs/01_vision_encoder.ipynb
+def load_image(src, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    "An RGB PIL image from a path, a PIL image or an HxW[xC] uint8 array; raises `BadImage` for an unusable file."
+    if isinstance(src, np.ndarray): src = Image.fromarray(src)
+    if isinstance(src, Image.Image): return to_rgb(ImageOps.exif_transpose(src))
+    if not isinstance(src, (str, os.PathLike)):
+        raise TypeError(f"expected an image path, a PIL image or a numpy array, got {type(src).__name__}")
+    p = Path(src)
+    if not p.is_file(): raise BadImage(p, "missing")
+    if p.stat().st_size == 0: raise BadImage(p, "empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as img:                        # closed on the way out, animated or not
+                if img.width * img.height > max_pixels:
+                    raise BadImage(p, "huge", f"{img.width}x{img.height} > {max_pixels:,} pixels")
+                img.seek(0); img.load()                        # the first frame of an animation
+                return to_rgb(ImageOps.exif_transpose(img))    # a copy, detached from the file
+    except BadImage: raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e: raise BadImage(p, "huge", str(e)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise BadImage(p, "corrupt", str(e)) from None
+
+# %% ../nbs/01_vision_encoder.ipynb
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-def to_rgb(img) -> Image.Image:
-    "A PIL RGB image from a PIL image or an HxW / HxWx{1,3,4} uint8 array (grayscale and RGBA converted)."
-    if isinstance(img, np.ndarray): img = Image.fromarray(img)
-    if not isinstance(img, Image.Image): raise TypeError(f"expected a PIL image or a numpy array, got {type(img).__name__}")
-    return img if img.mode == "RGB" else img.convert("RGB")
-
 def preprocess_images(images, size: int = 224) -> torch.Tensor:
-    "BLIP-2's `blip2_image_eval`/`_train`: bicubic resize to `size`², to tensor, CLIP normalisation -> [B, 3, size, size]."
-    if isinstance(images, (Image.Image, np.ndarray)): images = [images]
+    "Images (paths, PIL images or arrays; see `load_image`) -> [B, 3, size, size]: BLIP-2's bicubic resize, CLIP norm."
+    if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)): images = [images]
     mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
     out = []
     for img in images:
-        img = to_rgb(img).resize((size, size), Image.BICUBIC)
+        img = load_image(img).resize((size, size), Image.BICUBIC)
         x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.).permute(2, 0, 1)
         out.append((x - mean) / std)
     return torch.stack(out)

@@ -1,7 +1,7 @@
 """What limits the tiny run's stage-4 accuracy? Each lever tried against the main job's [vqa] / [refer].
 
 The levers were measured with the text-only tiny Phi shipped before (base run 71 % / 48 % on the current ViT and
-Q-Former; the table in nbs/11a_tiny_run.ipynb). The tiny Phi shipped now is `object_lm_vqa`'s, continued by two
+Q-Former; the table in research/README.md). The tiny Phi shipped now is `object_lm_vqa`'s, continued by two
 restarts (backbones.pretrain_tiny_lm), and gives the base run 92-93 % / 57-60 %. Variants that keep the shipped
 Phi now start from it; `heads4` and `context_lm` pretrain a text-only Phi, and the `object_lm` variants the first
 round of the shipped one's pretraining (or a variation of it), from scratch.
@@ -11,7 +11,7 @@ questions per task with `evaluate_synthetic`. Variants that change stages 1-3 to
 `proj_gelu`) run the whole recipe; the others start from a stage-3 model (`--stage3`, by default the main job's
 `runs/tiny/stage3/model`, so run `tinygptv train --preset tiny --out runs/tiny` first).
 
-    python bench/tiny_levers.py --variants lora_mlp,sample_loss --out bench_runs/levers
+    python research/tiny_levers.py --variants lora_mlp,sample_loss --out bench_runs/levers
 
 Variants (none is part of the recipe; the ones marked "patch" change a function for this process only):
   base         the recipe's stage 4 again (seeded: the main job's numbers)

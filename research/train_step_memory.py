@@ -6,7 +6,7 @@ Builds the paper preset empty (meta device), fills every parameter with random v
 synthetic image-caption pair at 224 px. Reports the time of each phase and the peak resident memory, against
 the paper's "24 GB to train" (on a GPU).
 
-    python bench/train_step_memory.py
+    python research/train_step_memory.py
 
 About 10 GB of RAM and a few minutes on 2 cores. A benchmark, not a test.
 """

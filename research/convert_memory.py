@@ -5,7 +5,7 @@ Writes paper-size upstream files (fused-QKV Phi-2 `pytorch_model.bin` in fp16 wi
 fp32) into a work folder, then runs `tinygptv convert --stage 3` in a child process and reports its wall time
 and peak resident memory (ru_maxrss, which counts memory-mapped file pages once they are read).
 
-    python bench/convert_memory.py [--workdir /tmp/tinygptv-bench] [--keep]
+    python research/convert_memory.py [--workdir /tmp/tinygptv-bench] [--keep]
 
 About 17 GB of disk; several minutes on 2 cores. A benchmark, not a test.
 """
