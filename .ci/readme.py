@@ -1,6 +1,8 @@
 """Render README.md from nbs/index.ipynb (Quarto, which nbdev_readme needs, is not available here).
 
-Markdown cells are copied; code cells are shown as Python blocks followed by their text output.
+Markdown cells are copied; code cells are shown as Python blocks followed by their text output. A code cell that starts
+with `#| output: asis` contributes only its printed output, as markdown (tables generated from saved JSON); other cells
+starting with `#|` (the front door's export cells) are left out.
 `python .ci/readme.py` writes README.md; `python .ci/readme.py --check` fails if README.md differs.
 """
 import json, sys
@@ -13,6 +15,9 @@ for cell in nb["cells"]:
     src = "".join(cell["source"]).strip()
     if cell["cell_type"] == "markdown":
         parts.append(src)
+    elif cell["cell_type"] == "code" and src.startswith("#| output: asis"):
+        text = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        if text.strip(): parts.append(text.strip())
     elif cell["cell_type"] == "code" and not src.startswith("#|"):
         parts.append(f"```python\n{src}\n```")
         text = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/25_benchmarks.ipynb 3
 from __future__ import annotations
-import json, math, re
+import json, math, os, re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -14,17 +14,19 @@ from tqdm.auto import tqdm
 
 from .vision import preprocess_images
 from .tokenizer import build_inputs
-from .prompts import cut_answer, render
+from .prompts import cut_answer, parse_box, render
 from .datasets import REFER_SPLITBY, Sample, _json, _need, read_refs
 from .synthetic import SyntheticDataset
+from .model_folder import weights_sha256
 from .evaluation import (EVAL_SETTINGS, GenerationSettings, answer_losses, answer_questions, box_iou, exact_match, normalize_answer,
                                  refer_hit, vqa_accuracy)
 
 # %% auto 0
-__all__ = ['VQA_PROMPT', 'PROMPTS', 'REFER_SPLITS', 'BENCHMARKS', 'TEMPLATE_STAGE', 'BenchItem', 'BenchReport', 'read_gqa',
-           'read_vsr', 'read_iconqa', 'read_vizwiz', 'read_hm', 'read_okvqa', 'read_refer', 'Benchmark', 'read_bench',
-           'build_benchmark_samples', 'yes_no', 'score_item', 'auroc', 'aggregate', 'bench_kind', 'candidate_losses',
-           'predict', 'evaluate', 'results_table', 'plot_results', 'synth_items']
+__all__ = ['VQA_PROMPT', 'PROMPTS', 'REFER_SPLITS', 'BENCHMARKS', 'SYNTH_BENCHES', 'SCORINGS', 'LABEL_WORDS', 'TEMPLATE_STAGE',
+           'PRODUCER_KEYS', 'BenchItem', 'BenchReport', 'read_gqa', 'read_vsr', 'read_iconqa', 'read_vizwiz', 'read_hm',
+           'read_okvqa', 'read_refer', 'Benchmark', 'bench_names', 'read_bench', 'build_benchmark_samples',
+           'scoring_modes', 'yes_no', 'score_item', 'auroc', 'aggregate', 'bench_kind', 'candidate_losses', 'predict',
+           'producer', 'read_predictions', 'evaluate', 'results_table', 'plot_results', 'synth_items']
 
 # %% ../nbs/25_benchmarks.ipynb
 @dataclass
@@ -170,12 +172,25 @@ BENCHMARKS = {
        for d, ss in REFER_SPLITS.items() for s in ss},
 }
 
+# %% ../nbs/25_benchmarks.ipynb
+SYNTH_BENCHES = ("synth_vqa", "synth_refer", "synth_identify", "synth_caption_task")
+
+def bench_names(benches) -> list[str]:
+    "Benchmark names from a list or a comma-separated string; an unknown one is an error."
+    names = [b.strip() for b in (benches.split(",") if isinstance(benches, str) else benches)]
+    names = [b for b in names if b]
+    bad = [b for b in names if b not in BENCHMARKS and b not in SYNTH_BENCHES]
+    if bad or not names:
+        what = f"unknown benchmark {', '.join(map(repr, bad))}" if bad else "no benchmark given"
+        raise ValueError(f"{what}; valid: {', '.join([*BENCHMARKS, *SYNTH_BENCHES])}")
+    return names
+
 def read_bench(name: str, root, limit: int | None = None) -> tuple[list[BenchItem], BenchReport]:
     "The items of benchmark `name` under `root` (the first `limit`), and the reader's report."
-    if name not in BENCHMARKS and not name.startswith("synth_"):
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}, synth_<kind>")
+    bench_names([name])
     rep = BenchReport(name)
-    items = synth_items(name[6:], limit or 100) if name.startswith("synth_") else list(BENCHMARKS[name].read(Path(root), rep))
+    if name in SYNTH_BENCHES: items = synth_items(name[6:], limit or 100)
+    else: items = list(BENCHMARKS[name].read(Path(root), rep))
     items = items[:limit] if limit else items
     rep.items = len(items)
     return items, rep
@@ -248,14 +263,42 @@ def build_benchmark_samples(root):
     return root
 
 # %% ../nbs/25_benchmarks.ipynb
-def _first_word(pred: str) -> str:
-    w = normalize_answer(cut_answer(pred)).split()
-    return w[0] if w else ""
+SCORINGS = ("correct", "lenient", "upstream")
 
-def yes_no(pred: str) -> int | None:
-    "Word-level yes/no of an answer: 1, 0, or None when it says neither first."
-    return {"yes": 1, "true": 1, "no": 0, "false": 0}.get(_first_word(pred))
+def scoring_modes(scoring: str) -> tuple[str, ...]:
+    "The modes in `scoring`: one of `SCORINGS`, several comma-separated, `both` or `all`."
+    if scoring in ("both", "all"): return ("correct", "upstream") if scoring == "both" else SCORINGS
+    modes = tuple(m.strip() for m in scoring.split(","))
+    if not all(m in SCORINGS for m in modes):
+        raise ValueError(f"scoring must be one of {', '.join(SCORINGS)} (or several, "
+                         f"comma-separated; both; all); got {scoring!r}")
+    return modes
 
+LABEL_WORDS = {"yes": 1, "true": 1, "no": 0, "false": 0}
+
+def yes_no(answer: str, lenient: bool = False) -> int | None:
+    "An answer's label (1 yes/true, 0 no/false) from its VQA-normalised text, or None."
+    words = normalize_answer(answer).split()
+    return LABEL_WORDS.get((words[0] if lenient else " ".join(words)) if words else "")
+
+def score_item(kind: str, item: BenchItem, pred: str, mode: str = "correct",
+               rank: int | None = None, stage: int = 4) -> float:
+    "Score (0-1; upstream VSR to 2) of raw answer `pred`; `rank`: IconQA's pick; `stage`: template."
+    if mode not in SCORINGS:
+        raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}; got {mode!r}")
+    if mode == "upstream": return _score_upstream(kind, item, pred, rank)
+    ans, lenient, gold = cut_answer(pred, stage), mode == "lenient", item.answers[:1]
+    if kind == "exact": return float(exact_match(ans, gold[0]) if lenient else [ans] == gold)
+    if kind == "synth": return float(exact_match(ans, gold[0]))
+    if kind in ("vsr", "hm"): return float(yes_no(ans, lenient) == item.label)
+    if kind == "rank": return float(rank == item.label)
+    if kind in ("soft", "vizwiz"): return vqa_accuracy(ans, item.answers)
+    if kind == "refer":
+        one_box = lenient or parse_box(ans, errors="none") is not None
+        return float(one_box and refer_hit(ans, item.box, item.width, item.height))
+    raise ValueError(f"unknown metric kind {kind!r}")
+
+# %% ../nbs/25_benchmarks.ipynb
 def _upstream_refer_box(pred: str):
     m = re.search(r"\{<\d{1,3}><\d{1,3}><\d{1,3}><\d{1,3}>\}", pred.replace(" ", ""))
     return [int(v) for v in re.findall(r"\d+", m[0])][:4] if m else None
@@ -266,42 +309,26 @@ def _iou_plus1(a, b) -> float:
     inter = ix * iy
     return inter / ((a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter)
 
-def score_item(kind: str, item: BenchItem, pred: str, mode: str = "correct", rank: int | None = None) -> float:
-    "The score (0-1; upstream VSR up to 2) of raw prediction `pred` for `item`; `rank` is the ranked candidate for IconQA."
-    if mode not in ("correct", "upstream"): raise ValueError(f"scoring must be 'correct' or 'upstream', got {mode!r}")
-    up = mode == "upstream"
-    if not up: pred = cut_answer(pred)            # the answering path cuts already; a raw prediction is cut here
-    if kind == "exact":
-        return float(item.answers[0] in pred.lower()) if up else float(exact_match(pred, item.answers[0]))
+def _score_upstream(kind: str, item: BenchItem, pred: str, rank: int | None) -> float:
+    "Upstream's scoring of one raw prediction, quirks included (spec §7.2)."
+    if kind in ("exact", "synth"): return float(item.answers[0] in pred.lower())
     if kind == "vsr":
-        if up:
-            a, lab = pred.lower(), item.answers[0]
-            return float(lab in a) + float(("yes" if lab == "true" else "no") in a)
-        return float(yes_no(pred) == item.label)
-    if kind == "rank":
-        return float(item.label == 0) if up else float(rank == item.label)
-    if kind == "soft":
-        return vqa_accuracy(pred, item.answers)                           # OK-VQA: upstream uses the official VQAEval too
+        a, lab = pred.lower(), item.answers[0]
+        return float(lab in a) + float(("yes" if lab == "true" else "no") in a)
+    if kind == "rank": return float(item.label == 0)
+    if kind == "soft": return vqa_accuracy(cut_answer(pred), item.answers)   # upstream: VQAEval too
     if kind == "vizwiz":
-        if up:
-            p = cut_answer(pred).lower()
-            return min(1.0, sum(g.lower() == p or g.lower() in p or p in g.lower() for g in item.answers) / 3)
-        return vqa_accuracy(pred, item.answers)
+        p, golds = cut_answer(pred).lower(), [g.lower() for g in item.answers]
+        return min(1.0, sum(g == p or g in p or p in g for g in golds) / 3)
     if kind == "hm":
-        if up:
-            a = re.split(r"###|Assistant:", pred)[0].lower()
-            guess = 1 if "yes" in a else 0 if "no" in a else None
-        else: guess = yes_no(pred)
-        return float(guess == item.label)
+        a = re.split(r"###|Assistant:", pred)[0].lower()
+        return float((1 if "yes" in a else 0 if "no" in a else None) == item.label)
     if kind == "refer":
-        if up:
-            b = _upstream_refer_box(pred)
-            if b is None: return 0.0
-            W, H = item.width, item.height
-            pb = [b[0] * W / 100, b[1] * H / 100, b[2] * W / 100, b[3] * H / 100]
-            x, y, w, h = item.box
-            return float(_iou_plus1(pb, [x, y, x + w, y + h]) > 0.5)
-        return float(refer_hit(pred, item.box, item.width, item.height))
+        b = _upstream_refer_box(pred)
+        if b is None: return 0.0
+        (W, H), (x, y, w, h) = (item.width, item.height), item.box
+        pb = [b[0] * W / 100, b[1] * H / 100, b[2] * W / 100, b[3] * H / 100]
+        return float(_iou_plus1(pb, [x, y, x + w, y + h]) > 0.5)
     raise ValueError(f"unknown metric kind {kind!r}")
 
 # %% ../nbs/25_benchmarks.ipynb
@@ -311,24 +338,27 @@ def auroc(scores, labels) -> float:
     if not pos or not neg: return float("nan")
     return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
 
-def aggregate(bench: str, items: list[BenchItem], preds: dict, mode: str = "correct") -> dict:
-    "Score (%) of benchmark `bench` from prediction records `preds` (id -> record); AUROC for Hateful Memes."
+def aggregate(bench: str, items: list[BenchItem], preds: dict, mode: str = "correct",
+              stage: int = 4) -> dict:
+    "Score (%) of `bench` from prediction records `preds` (id -> record) cut in `stage`'s template."
     kind = bench_kind(bench)
     scored = [(it, preds[it.id]) for it in items if it.id in preds]
     if kind == "refer" and mode == "upstream":
         last = {}
         for it, p in scored: last[it.group] = (it, p)
         scored = list(last.values())
-    vals = [score_item(kind, it, p.get("prediction", ""), mode, p.get("rank")) for it, p in scored]
+    vals = [score_item(kind, it, p.get("prediction", ""), mode, p.get("rank"), stage)
+            for it, p in scored]
     out = {"score": 100 * sum(vals) / len(vals) if vals else float("nan"), "n": len(vals)}
-    if kind == "hm" and mode == "correct" and all("yes_minus_no" in p for _, p in scored):
+    if kind == "hm" and mode != "upstream" and all("yes_minus_no" in p for _, p in scored):
         out["auroc"] = 100 * auroc([p["yes_minus_no"] for _, p in scored], [it.label for it, _ in scored])
     return out
 
 def bench_kind(bench: str) -> str:
+    "The metric kind of a benchmark (see the table above)."
     if bench in BENCHMARKS: return BENCHMARKS[bench].kind
-    if bench.startswith("synth_"): return "refer" if bench == "synth_refer" else "exact"
-    raise ValueError(f"unknown benchmark {bench!r}")
+    if bench in SYNTH_BENCHES: return "refer" if bench == "synth_refer" else "synth"
+    bench_names([bench])                                       # raises, listing the valid names
 
 # %% ../nbs/25_benchmarks.ipynb
 TEMPLATE_STAGE = {"train": 4, "upstream": 3}
@@ -359,37 +389,92 @@ def predict(model, bench: str, items: list[BenchItem], template: str = "train", 
     return recs
 
 # %% ../nbs/25_benchmarks.ipynb
-def _load_preds(path: Path) -> dict:
-    preds = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try: r = json.loads(line); preds[r["id"]] = r
-            except (json.JSONDecodeError, KeyError): pass          # a line cut by a crash is asked again
+PRODUCER_KEYS = ("weights_sha256", "image_size", "template", "max_new_tokens", "decoding")
+
+def producer(model, template: str, max_new_tokens: int) -> dict:
+    "What a prediction file's answers depend on (`PRODUCER_KEYS`), and the model's folder."
+    folder = getattr(model, "folder", None)
+    return {"model": str(folder) if folder else None, "weights_sha256": weights_sha256(model),
+            "image_size": model.image_size, "template": template, "max_new_tokens": max_new_tokens,
+            "decoding": "greedy, repetition_penalty 1.0"}
+
+def _rewrite(path: Path, records: list[dict]):
+    "Write `records` as the whole file, atomically (a temporary file renamed over it)."
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records)); os.replace(tmp, path)
+
+def _append(path: Path, records: list[dict]):
+    "Append whole lines in one write, flushed to disk: a crash can cut only the last line."
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records)); f.flush(); os.fsync(f.fileno())
+
+def _differences(old: dict, new: dict) -> str:
+    def show(k, d):
+        if k != "weights_sha256": return repr(d.get(k))
+        return f"{d.get(k, '')[:12]}… ({d.get('model') or 'a model in memory'})"
+    diff = [k for k in PRODUCER_KEYS if old.get(k) != new.get(k)]
+    return "; ".join(f"{k}: {show(k, old)} in the file, {show(k, new)} now" for k in diff)
+
+_WAY_ON = "use another --out (out=...), or --overwrite (overwrite=True) to replace them"
+
+# %% ../nbs/25_benchmarks.ipynb
+def read_predictions(path, made_by: dict) -> dict:
+    "Records (id -> record) of prediction file `path`, made by `made_by`; broken lines dropped."
+    path = Path(path)
+    if not path.exists(): return {}
+    *lines, tail = path.read_bytes().split(b"\n")      # tail: after the last newline ('' if none)
+    try: head = json.loads(lines[0])["producer"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{path}: does not start with a record of what produced its predictions "
+                         f"(an older tinygptv, or not a prediction file); {_WAY_ON}") from None
+    if any(head.get(k) != made_by.get(k) for k in PRODUCER_KEYS):
+        raise ValueError(f"{path}: these predictions were made by another model or setting "
+                         f"({_differences(head, made_by)}); {_WAY_ON}")
+    preds, broken = {}, []
+    for n, line in enumerate(lines[1:] + ([tail] if tail.strip() else []), 2):
+        try: r = json.loads(line); preds[r["id"]] = r
+        except (ValueError, KeyError, TypeError): broken.append(n)
+    if broken or tail.strip():
+        _rewrite(path, [{"producer": head}, *preds.values()])
+    if broken:
+        print(f"{path}: dropped {len(broken)} broken line(s) (line {', '.join(map(str, broken))}: "
+              "a write cut short); their items are asked again")
     return preds
 
-def evaluate(model, benches, root=None, out=None, limit: int | None = None, scoring: str = "correct", template: str = "train",
-             batch_size: int = 16, progress: bool = True) -> dict:
-    "Evaluate `model` on `benches`; predictions go to `out/predictions` (resumable) when `out` is given. Returns per-bench results."
-    benches = [b.strip() for b in (benches.split(",") if isinstance(benches, str) else benches)]
-    for b in benches: bench_kind(b)                                   # unknown names fail before any work
-    if scoring not in ("correct", "upstream", "both"): raise ValueError(f"scoring must be correct, upstream or both; got {scoring!r}")
+def _skipped_note(bench: str, skipped: list[str], n: int = 5) -> str:
+    more = f"; … {len(skipped) - n} more in results.md" if len(skipped) > n else ""
+    return (f"{bench}: {len(skipped)} record(s) skipped as malformed, not scored: "
+            + "; ".join(skipped[:n]) + more)
+
+# %% ../nbs/25_benchmarks.ipynb
+def evaluate(model, benches, root=None, out=None, limit: int | None = None,
+             scoring: str = "correct", template: str = "train", max_new_tokens: int = 20,
+             batch_size: int = 16, overwrite: bool = False, progress: bool = True) -> dict:
+    "Evaluate `model` on `benches`; predictions kept in `out/predictions` when `out` is given."
+    benches, modes = bench_names(benches), scoring_modes(scoring)           # before any work
+    if template not in TEMPLATE_STAGE:
+        raise ValueError(f"template must be one of {', '.join(TEMPLATE_STAGE)}; got {template!r}")
+    data = {b: read_bench(b, root, limit) for b in benches}  # every file, before asking
+    for b, (_, rep) in data.items():
+        if rep.skipped: print(_skipped_note(b, rep.skipped))
+    files = {b: Path(out) / "predictions" / f"{b}.jsonl" for b in benches} if out else {}
+    made_by = producer(model, template, max_new_tokens) if out else None
+    preds = {b: {} if overwrite else read_predictions(f, made_by) for b, f in files.items()}
+    for b, f in files.items():
+        if overwrite or not f.exists():
+            f.parent.mkdir(parents=True, exist_ok=True); _rewrite(f, [{"producer": made_by}])
     results = {}
-    for b in benches:
-        items, rep = read_bench(b, root, limit)
-        pfile = Path(out) / "predictions" / f"{b}.jsonl" if out else None
-        preds = _load_preds(pfile) if pfile else {}
-        todo = [it for it in items if it.id not in preds]
-        if pfile: pfile.parent.mkdir(parents=True, exist_ok=True)
+    for b, (items, rep) in data.items():
+        got = preds.get(b, {})
+        todo = [it for it in items if it.id not in got]
         bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=b, disable=not progress)
         for k in range(0, len(todo), batch_size):
-            recs = predict(model, b, todo[k:k + batch_size], template, batch_size=batch_size)
-            for r in recs: preds[r["id"]] = r
-            if pfile:
-                with open(pfile, "a") as f: f.write("".join(json.dumps(r) + "\n" for r in recs))
+            recs = predict(model, b, todo[k:k + batch_size], template, max_new_tokens, batch_size)
+            for r in recs: got[r["id"]] = r
+            if b in files: _append(files[b], recs)
             bar.update(len(recs))
         bar.close()
-        modes = ("correct", "upstream") if scoring == "both" else (scoring,)
-        results[b] = {m: aggregate(b, items, preds, m) for m in modes}
+        results[b] = {m: aggregate(b, items, got, m, TEMPLATE_STAGE[template]) for m in modes}
         results[b]["skipped"] = rep.skipped
     if out:
         out = Path(out)
@@ -398,11 +483,13 @@ def evaluate(model, benches, root=None, out=None, limit: int | None = None, scor
         plot_results(results, out / "results.png")
     return results
 
-def results_table(results: dict) -> str:
-    "Markdown: our scores beside the paper's TinyGPT-V numbers and InstructBLIP's."
-    modes = [m for m in ("correct", "upstream") if any(m in r for r in results.values())]
+# %% ../nbs/25_benchmarks.ipynb
+def results_table(results: dict, max_skipped: int = 20) -> str:
+    "Markdown: our scores beside the paper's and InstructBLIP's, then the records skipped."
+    modes = [m for m in SCORINGS if any(m in r for r in results.values())]
     head = "| benchmark | n | " + " | ".join(f"ours ({m})" for m in modes) + " | TinyGPT-V (paper) | InstructBLIP 13B |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    fmt = lambda x: "–" if x is None else f"{x:.1f}"
     for b, r in results.items():
         bm = BENCHMARKS.get(b)
         cells = []
@@ -411,8 +498,13 @@ def results_table(results: dict) -> str:
             if "auroc" in v: s += f" (AUROC {v['auroc']:.1f})"
             cells.append(s)
         n = next(iter(v.get("n", 0) for m in modes for v in [r.get(m, {})]))
-        fmt = lambda x: "–" if x is None else f"{x:.1f}"
         lines.append(f"| {b} | {n} | " + " | ".join(cells) + f" | {fmt(bm.paper if bm else None)} | {fmt(bm.instructblip if bm else None)} |")
+    skipped = {b: r["skipped"] for b, r in results.items() if r.get("skipped")}
+    if skipped: lines += ["", "Records skipped as malformed (not scored):", ""]
+    for b, s in skipped.items():
+        lines += [f"- {b}: {x}" for x in s[:max_skipped]]
+        if len(s) > max_skipped:
+            lines.append(f"- {b}: … and {len(s) - max_skipped} more (results.json lists them all)")
     return "\n".join(lines) + "\n"
 
 def plot_results(results: dict, path=None):
@@ -420,7 +512,7 @@ def plot_results(results: dict, path=None):
     import matplotlib; import matplotlib.pyplot as plt
     import numpy as np
     names = list(results); x = np.arange(len(names))
-    modes = [m for m in ("correct", "upstream") if any(m in r for r in results.values())]
+    modes = [m for m in SCORINGS if any(m in r for r in results.values())]
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 3), dpi=80)
     w = 0.8 / (len(modes) + 1)
     for k, m in enumerate(modes): ax.bar(x + k * w, [results[n].get(m, {}).get("score", 0) for n in names], w, label=f"ours ({m})")

@@ -16,7 +16,7 @@ from .tokenizer import build_inputs
 from .model import TinyGPTV
 from .prompts import IMG, cut_answer, draw_answer, render, stop_strings
 from .evaluation import GenerationSettings, answer_pieces, answer_questions
-from .quant import load_quantized
+from .quant import is_prequantized, load_prequantized, load_quantized
 
 log = logging.getLogger("tinygptv.chat")   # one plain line per event on stderr, unless the application configures logging
 
@@ -58,11 +58,17 @@ class Chat:
     @classmethod
     def load(cls, folder, device: str = "auto", quant: str = "none", merge_lora: bool = True, vision: str = "none",
              **kw) -> "Chat":
-        """A chat over a model folder on `device`, Phi-2's linear layers quantized as asked (`none`, `8bit`, `4bit`,
-        `int8-dynamic`). `merge_lora` (default) folds the adapter into Phi-2 while loading, in the folder's frozen dtype;
-        `merge_lora=False` with no quantization loads the folder as trained."""
+        """A chat over a model folder on `device`, Phi-2's linear layers quantized as asked (`none`, `int4`,
+        `8bit`, `4bit`, `int8-dynamic`) and the vision side with `vision` (see *Quantized inference*).
+        `merge_lora` (default) folds the adapter into Phi-2 while loading; `merge_lora=False` with no
+        quantization loads the folder as trained. A pre-quantized folder (`tinygptv quantize`) loads as
+        it is, memory-mapped, on the CPU."""
         dev = pick_device(device)
-        if quant == "none" and vision == "none" and not merge_lora: model = TinyGPTV.from_pretrained(folder).to(dev)
+        if is_prequantized(folder):
+            if dev.type != "cpu":
+                log.warning(f"{folder} holds layers for torch's CPU kernels: loading it on the CPU")
+            model = load_prequantized(folder, "cpu", quant, vision)
+        elif quant == "none" and vision == "none" and not merge_lora: model = TinyGPTV.from_pretrained(folder).to(dev)
         else: model = load_quantized(folder, quant, merge_lora=merge_lora, vision=vision, device=str(dev))
         return cls(model, **kw)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import tinygptv
 from .stages import describe
-from .mixtures import check_stage_data, format_check
+from .vision import load_image
+from .mixtures import check_stage_data, check_summary, format_check
 from .model import TinyGPTV
 from .model_folder import convert
 from .evaluation import GenerationSettings
@@ -17,31 +18,126 @@ from .train import train_stage_from
 from .tiny_backbones import pretrain_tiny_backbones
 from .recipe import run_tiny
 from .chat import Chat
-from .benchmarks import evaluate
+from .benchmarks import BENCHMARKS, SYNTH_BENCHES, bench_names, evaluate, scoring_modes
 from .perf import PATHS, run_bench
 
 # %% auto 0
-__all__ = ['make_parser', 'main']
+__all__ = ['COMMANDS', 'HelpFormatter', 'command', 'make_parser', 'main']
 
 # %% ../nbs/28_cli.ipynb
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    "argparse's help with each option's default, except switches and options that have none."
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False: return action.help
+        return super()._get_help_string(action)
+
+COMMANDS: dict = {}       # name -> (help, add_arguments, run), in the order of `tinygptv --help`
+
+def command(name: str, help: str, add_arguments):
+    "Register the decorated `run(args)` as subcommand `name`, with `add_arguments(parser)`."
+    def register(run):
+        COMMANDS[name] = (help, add_arguments, run)
+        return run
+    return register
+
+def make_parser() -> argparse.ArgumentParser:
+    "The `tinygptv` parser: one subparser per registered command."
+    p = argparse.ArgumentParser(prog="tinygptv", formatter_class=HelpFormatter,
+                                description="TinyGPT-V: learn it, reproduce it, run it.")
+    p.add_argument("--version", action="version", version=f"tinygptv {tinygptv.__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help, add_arguments, run) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+        add_arguments(sp)
+        sp.set_defaults(func=run)
+    return p
+
+def main(argv: list[str] | None = None) -> int:
+    "Entry point of the `tinygptv` console script: `run(args)`'s exit code; 2 for a fixable error."
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ValueError, FileNotFoundError) as e:
+        print(f"tinygptv {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+# %% ../nbs/28_cli.ipynb
+def _describe_args(d):
+    d.add_argument("--preset", choices=["tiny", "paper"], default="tiny", help="model size (paper: built on the meta device)")
+    d.add_argument("--stage", type=int, choices=[1, 2, 3, 4], default=1, help="training stage whose trainable set to show")
+    d.add_argument("--lora-in-stage1", action="store_true", help="upstream's shipped-code variant: LoRA in stage 1 (issue #13)")
+    d.add_argument("--train-qformer", action="store_true", help="pre-v1 variant: stage 4 trains the Q-Former (issue #23)")
+    d.add_argument("--frozen-dtype", choices=["float32", "float16", "bfloat16"], default=None,
+                   help="dtype of the frozen ViT and Phi-2 weights (default: the preset's)")
+
+@command("describe", "print a preset model's parameter table for a stage", _describe_args)
 def _describe(args):
     print(describe(args.preset, args.stage, lora_in_stage1=args.lora_in_stage1, train_qformer=args.train_qformer,
                    frozen_dtype=args.frozen_dtype))
 
+def _convert_args(c):
+    c.add_argument("--phi2", required=True, help="Phi-2 folder: config.json, weights (split or fused QKV), tokenizer")
+    c.add_argument("--eva", required=True, help="LAVIS eva_vit_g.pth")
+    c.add_argument("--blip2", required=True, help="BLIP-2 blip2_pretrained_flant5xxl.pth (Q-Former, query tokens, ln_vision)")
+    c.add_argument("--minigpt4", help="MiniGPT-4 pretrained_minigpt4_7b.pth, to initialise llama_proj (the paper's Linear 1)")
+    c.add_argument("--ckpt", help="a TinyGPT-V stage checkpoint (TinyGPT-V_for_StageN.pth), loaded last")
+    c.add_argument("--stage", type=int, choices=[1, 2, 3, 4], required=True, help="the stage the model is for")
+    c.add_argument("--out", required=True, help="output folder (config.json, model.safetensors, adapter/, tokenizer, README.md)")
+    c.add_argument("--preset", choices=["tiny", "paper"], default="paper", help="model sizes the files must match")
+    c.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16", help="dtype of the frozen ViT and Phi-2 weights")
+    c.add_argument("--lora-r", type=int, help="LoRA rank (default: the preset's, 64 for paper)")
+    c.add_argument("--lora-in-stage1", action="store_true", help="stage 1 with LoRA (upstream's shipped code)")
+    c.add_argument("--train-qformer", action="store_true", help="stage 4 with a trainable Q-Former (pre-v1)")
+
+@command("convert", "upstream weight files (local paths) -> a tinygptv model folder", _convert_args)
 def _convert(args):
     convert(args.phi2, args.eva, args.blip2, args.stage, out=args.out, minigpt4=args.minigpt4, ckpt=args.ckpt,
             preset=args.preset, frozen_dtype=args.dtype, lora_r=args.lora_r, lora_in_stage1=args.lora_in_stage1,
             train_qformer=args.train_qformer)
     print(f"saved {args.out}")
 
+# %% ../nbs/28_cli.ipynb
+def _data_args(dt):
+    dsub = dt.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    what = "check a data root against a stage's datasets (the layout: see the Datasets notebook)"
+    ck = dsub.add_parser("check", help=what, description=what, formatter_class=HelpFormatter)
+    ck.add_argument("--stage", type=int, choices=[1, 2, 3, 4], required=True,
+                    help="the stage whose mixture to check")
+    ck.add_argument("--root", required=True, help="data root in tinygptv's default layout")
+    ck.add_argument("--xgptv2", action="store_true",
+                    help="stage 4: also check COCO captions and OCR-VQA (XGPTv2's mixture)")
+
+@command("data", "dataset tools: `data check`", _data_args)
 def _data_check(args):
-    rows, ok = check_stage_data(args.stage, args.root, extra=args.xgptv2)
+    rows, ok = check_stage_data(args.stage, args.root, extra=args.xgptv2)  # no such root: exit 2
     print(f"stage {args.stage} data under {args.root}:")
     print(format_check(rows))
-    bad = [r["dataset"] for r in rows if r["status"] == "MISSING" or not r["records"]]
-    print("all datasets present" if ok else f"{len(bad)} dataset(s) missing or empty: {', '.join(bad)}")
+    print(check_summary(rows))
     return 0 if ok else 1
 
+def _pretrain_args(pb):
+    pb.add_argument("--out", required=True, help="folder for phi-2/, eva_vit_g.pth, blip2_pretrained_flant5xxl.pth")
+
+@command("pretrain-backbones",
+         "pretrain the tiny preset's EVA, Q-Former and Phi on the synthetic world", _pretrain_args)
+def _pretrain_backbones(args):
+    print(pretrain_tiny_backbones(args.out))
+
+# %% ../nbs/28_cli.ipynb
+def _train_args(t):
+    t.add_argument("--preset", choices=["tiny", "paper"], default="tiny",
+                   help="tiny: the whole recipe on CPU; paper: one stage on real data")
+    t.add_argument("--out", required=True, help="run folder (stage folders, checkpoints, TensorBoard logs, report)")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--scale", type=float, default=1.0, help="tiny: multiply every stage's steps")
+    t.add_argument("--stage", type=int, choices=[1, 2, 3, 4], help="paper: the stage to train")
+    t.add_argument("--init", help="paper: the model folder to start from (convert's output, or the previous stage's model/)")
+    t.add_argument("--data-root", help="paper: data root in the default layout (see `tinygptv data check`)")
+    t.add_argument("--steps", type=int, help="paper: stop after this many steps (default: the stage's schedule)")
+    t.add_argument("--quirk", action="append", choices=["stage4_min_lr", "warmup_in_epoch", "lora_in_stage1", "no_grad_clip"],
+                   help="reproduce an upstream defect (repeatable)")
+
+@command("train", "train: the tiny preset end to end, or one paper stage on real data", _train_args)
 def _train(args):
     if args.preset == "tiny":
         m = run_tiny(args.out, resume=args.resume, scale=args.scale)
@@ -52,17 +148,27 @@ def _train(args):
     train_stage_from(args.init, args.stage, args.data_root, args.out, quirks=tuple(args.quirk or ()), resume=args.resume, steps=args.steps)
     print(f"saved {args.out}/model")
 
-def _pretrain_backbones(args):
-    print(pretrain_tiny_backbones(args.out))
+# %% ../nbs/28_cli.ipynb
+def _chat_args(ch):
+    ch.add_argument("--model", required=True, help="model folder (save_pretrained / convert output)")
+    ch.add_argument("--image", required=True, help="image file")
+    ch.add_argument("--prompt", help="the question; without it, questions are read from standard input")
+    ch.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (falls back to the CPU with a message)")
+    ch.add_argument("--quant", choices=["none", "8bit", "4bit", "int8-dynamic"], default="none", help="Phi-2's linear layers")
+    ch.add_argument("--vision", choices=["none", "int8", "8bit", "4bit", "stream"], default="none",
+                    help="ViT and Q-Former quantized: int8 (torch dynamic, CPU), 8bit or 4bit (bitsandbytes); stream: the ViT read from the file block by block for each image")
+    ch.add_argument("--keep-lora", action="store_true", help="keep LoRA adapters separate instead of merging them before quantizing")
+    ch.add_argument("--sample", action="store_true", help="sample (top-p 0.9; temperature 0.6 in stage 4, else 1.0) instead of greedy")
+    ch.add_argument("--temperature", type=float, help="sampling temperature (default: the stage's)")
+    ch.add_argument("--seed", type=int, help="seed for sampling")
+    ch.add_argument("--max-new-tokens", type=int, default=300, help="longest answer, in tokens")
+    ch.add_argument("--draw", help="one-shot: save the image with the answer's boxes to this file")
 
-def _eval(args):
-    model = TinyGPTV.from_pretrained(args.model)
-    evaluate(model, args.bench, args.root, out=args.out, limit=args.limit, scoring=args.scoring, template=args.template,
-             batch_size=args.batch_size)
-    print((Path(args.out) / "results.md").read_text(), end="")
-    print(f"predictions in {args.out}/predictions, chart in {args.out}/results.png")
-
+# %% ../nbs/28_cli.ipynb
+@command("chat", "ask a model folder about an image (one-shot with --prompt, else interactive)",
+         _chat_args)
 def _chat(args):
+    load_image(args.image)                 # unusable: one error, exit 2, before the model loads
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, sample=args.sample, temperature=args.temperature, seed=args.seed)
     chat = Chat.load(args.model, device=args.device, quant=args.quant, merge_lora=not args.keep_lora, vision=args.vision, settings=settings)
     def answer(q, image):
@@ -86,6 +192,18 @@ def _chat(args):
         except ValueError as e: print(f"error: {e}")
     return 0
 
+# %% ../nbs/28_cli.ipynb
+def _bench_args(bn):
+    bn.add_argument("--preset", choices=["tiny", "paper"], default="paper",
+                    help="model sizes (random weights)")
+    bn.add_argument("--out", required=True, help="folder for the random model (written once) and bench.json / bench.md")
+    bn.add_argument("--n-new", type=int, default=16, help="tokens to decode per path")
+    bn.add_argument("--paths", help="QUANT:VISION pairs to measure, comma-separated "
+                    "(default: none:none,none:stream,8bit:8bit,4bit:4bit,int8-dynamic:int8)")
+
+@command("bench",
+         "inference memory and speed per quantization path, random weights of the preset's sizes",
+         _bench_args)
 def _bench(args):
     paths = PATHS
     if args.paths:
@@ -94,99 +212,33 @@ def _bench(args):
     run_bench(args.out, args.preset, paths=paths, n_new=args.n_new)
     print(open(f"{args.out}/bench.md").read())
 
-def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tinygptv", description="TinyGPT-V: learn it, reproduce it, run it.")
-    p.add_argument("--version", action="version", version=f"tinygptv {tinygptv.__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    d = sub.add_parser("describe", help="print a preset model's parameter table for a stage")
-    d.add_argument("--preset", choices=["tiny", "paper"], default="tiny", help="model size (paper: built on the meta device)")
-    d.add_argument("--stage", type=int, choices=[1, 2, 3, 4], default=1, help="training stage whose trainable set to show")
-    d.add_argument("--lora-in-stage1", action="store_true", help="upstream's shipped-code variant: LoRA in stage 1 (issue #13)")
-    d.add_argument("--train-qformer", action="store_true", help="pre-v1 variant: stage 4 trains the Q-Former (issue #23)")
-    d.add_argument("--frozen-dtype", choices=["float32", "float16", "bfloat16"], default=None,
-                   help="dtype of the frozen ViT and Phi-2 weights (default: the preset's)")
-    d.set_defaults(func=_describe)
-
-    c = sub.add_parser("convert", help="upstream weight files (local paths) -> a tinygptv model folder")
-    c.add_argument("--phi2", required=True, help="Phi-2 folder: config.json, weights (split or fused QKV), tokenizer")
-    c.add_argument("--eva", required=True, help="LAVIS eva_vit_g.pth")
-    c.add_argument("--blip2", required=True, help="BLIP-2 blip2_pretrained_flant5xxl.pth (Q-Former, query tokens, ln_vision)")
-    c.add_argument("--minigpt4", help="MiniGPT-4 pretrained_minigpt4_7b.pth, to initialise llama_proj (the paper's Linear 1)")
-    c.add_argument("--ckpt", help="a TinyGPT-V stage checkpoint (TinyGPT-V_for_StageN.pth), loaded last")
-    c.add_argument("--stage", type=int, choices=[1, 2, 3, 4], required=True, help="the stage the model is for")
-    c.add_argument("--out", required=True, help="output folder (config.json, model.safetensors, adapter/, tokenizer, README.md)")
-    c.add_argument("--preset", choices=["tiny", "paper"], default="paper", help="model sizes the files must match")
-    c.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16", help="dtype of the frozen ViT and Phi-2 weights")
-    c.add_argument("--lora-r", type=int, help="LoRA rank (default: the preset's, 64 for paper)")
-    c.add_argument("--lora-in-stage1", action="store_true", help="stage 1 with LoRA (upstream's shipped code)")
-    c.add_argument("--train-qformer", action="store_true", help="stage 4 with a trainable Q-Former (pre-v1)")
-    c.set_defaults(func=_convert)
-
-    dt = sub.add_parser("data", help="dataset tools")
-    dsub = dt.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    ck = dsub.add_parser("check", help="check a data root against a stage's datasets (default layout: see the Datasets notebook)")
-    ck.add_argument("--stage", type=int, choices=[1, 2, 3, 4], required=True)
-    ck.add_argument("--root", required=True, help="data root in tinygptv's default layout")
-    ck.add_argument("--xgptv2", action="store_true", help="stage 4: also check COCO captions and OCR-VQA (XGPTv2's mixture)")
-    ck.set_defaults(func=_data_check)
-
-    t = sub.add_parser("train", help="train: the tiny preset end to end, or one paper stage on real data")
-    t.add_argument("--preset", choices=["tiny", "paper"], default="tiny")
-    t.add_argument("--out", required=True, help="run folder (stage folders, checkpoints, TensorBoard logs, report)")
-    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    t.add_argument("--scale", type=float, default=1.0, help="tiny: multiply every stage's steps (default 1)")
-    t.add_argument("--stage", type=int, choices=[1, 2, 3, 4], help="paper: the stage to train")
-    t.add_argument("--init", help="paper: the model folder to start from (convert's output, or the previous stage's model/)")
-    t.add_argument("--data-root", help="paper: data root in the default layout (see `tinygptv data check`)")
-    t.add_argument("--steps", type=int, help="paper: stop after this many steps (default: the stage's schedule)")
-    t.add_argument("--quirk", action="append", choices=["stage4_min_lr", "warmup_in_epoch", "lora_in_stage1", "no_grad_clip"],
-                   help="reproduce an upstream defect (repeatable)")
-    t.set_defaults(func=_train)
-
-    pb = sub.add_parser("pretrain-backbones", help="pretrain the tiny preset's EVA, Q-Former and Phi on the synthetic world")
-    pb.add_argument("--out", required=True, help="folder for phi-2/, eva_vit_g.pth, blip2_pretrained_flant5xxl.pth")
-    pb.set_defaults(func=_pretrain_backbones)
-
-    ch = sub.add_parser("chat", help="ask a model folder about an image (one-shot with --prompt, else interactive)")
-    ch.add_argument("--model", required=True, help="model folder (save_pretrained / convert output)")
-    ch.add_argument("--image", required=True, help="image file")
-    ch.add_argument("--prompt", help="the question; without it, questions are read from standard input")
-    ch.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (falls back to the CPU with a message)")
-    ch.add_argument("--quant", choices=["none", "8bit", "4bit", "int8-dynamic"], default="none", help="Phi-2's linear layers")
-    ch.add_argument("--vision", choices=["none", "int8", "8bit", "4bit", "stream"], default="none",
-                    help="ViT and Q-Former quantized: int8 (torch dynamic, CPU), 8bit or 4bit (bitsandbytes); stream: the ViT read from the file block by block for each image")
-    ch.add_argument("--keep-lora", action="store_true", help="keep LoRA adapters separate instead of merging them before quantizing")
-    ch.add_argument("--sample", action="store_true", help="sample (top-p 0.9; temperature 0.6 in stage 4, else 1.0) instead of greedy")
-    ch.add_argument("--temperature", type=float); ch.add_argument("--seed", type=int)
-    ch.add_argument("--max-new-tokens", type=int, default=300)
-    ch.add_argument("--draw", help="one-shot: save the image with the answer's boxes to this file")
-    ch.set_defaults(func=_chat)
-
-    bn = sub.add_parser("bench", help="inference memory and speed per quantization path, random weights of the preset's sizes")
-    bn.add_argument("--preset", choices=["tiny", "paper"], default="paper")
-    bn.add_argument("--out", required=True, help="folder for the random model (written once) and bench.json / bench.md")
-    bn.add_argument("--n-new", type=int, default=16, help="tokens to decode per path")
-    bn.add_argument("--paths", default="", help="QUANT:VISION pairs to measure, comma-separated (default: none:none,none:stream,8bit:8bit,4bit:4bit,int8-dynamic:int8)")
-    bn.set_defaults(func=_bench)
-
-    e = sub.add_parser("eval", help="score a model folder on the paper's benchmarks (or synth_vqa, synth_refer, ...)")
+# %% ../nbs/28_cli.ipynb
+def _eval_args(e):
     e.add_argument("--model", required=True, help="model folder (save_pretrained / convert output)")
-    e.add_argument("--bench", required=True, help="comma-separated: gqa, vsr, iconqa, vizwiz, hm, okvqa, refcoco_val, ..., synth_vqa")
+    e.add_argument("--bench", required=True,
+                   help="comma-separated, of: " + ", ".join([*BENCHMARKS, *SYNTH_BENCHES]))
     e.add_argument("--root", help="benchmark root in the default layout (see the Benchmarks notebook)")
-    e.add_argument("--out", required=True, help="folder for predictions/ (resumable), results.json/.md/.png")
+    e.add_argument("--out", required=True, help="folder for predictions/ (resumable, tied to the "
+                   "model and settings), results.json, results.md, results.png")
     e.add_argument("--limit", type=int, help="score only the first N items of each benchmark")
-    e.add_argument("--scoring", choices=["correct", "upstream", "both"], default="correct")
-    e.add_argument("--template", choices=["train", "upstream"], default="train", help="prompt template: the stage-4 one, or upstream's ###Human:")
-    e.add_argument("--batch-size", type=int, default=16)
-    e.set_defaults(func=_eval)
-    return p
+    e.add_argument("--scoring", default="correct",
+                   help="correct (official metrics), lenient (named departures), upstream "
+                   "(upstream's quirks); several comma-separated, both (correct,upstream) or all")
+    e.add_argument("--template", choices=["train", "upstream"], default="train",
+                   help="prompt template: the stage-4 one, or upstream's ###Human:")
+    e.add_argument("--max-new-tokens", type=int, default=20,
+                   help="longest answer, in tokens (upstream's: 20)")
+    e.add_argument("--batch-size", type=int, default=16, help="questions per forward pass")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace the predictions in --out that another model or setting made")
 
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `tinygptv` console script."
-    args = make_parser().parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as e:
-        print(f"tinygptv {args.command}: error: {e}", file=sys.stderr)
-        return 2
+@command("eval", "score a model folder on the paper's benchmarks (or synth_vqa, synth_refer, ...)",
+         _eval_args)
+def _eval(args):
+    bench_names(args.bench); scoring_modes(args.scoring)                 # before the model loads
+    model = TinyGPTV.from_pretrained(args.model)
+    evaluate(model, args.bench, args.root, out=args.out, limit=args.limit, scoring=args.scoring,
+             template=args.template, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+             overwrite=args.overwrite)
+    print((Path(args.out) / "results.md").read_text(), end="")
+    print(f"predictions in {args.out}/predictions, chart in {args.out}/results.png")

@@ -4,21 +4,21 @@
 
 # %% ../nbs/09_datasets.ipynb 3
 from __future__ import annotations
-import io, json, os, pickle, random, re, tarfile, warnings
+import io, json, os, pickle, random, re, stat, tarfile, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .prompts import (alignment_prompts, blip_caption, box_to_grid, format_box, task_instruction)
 from .vision import MAX_PIXELS, BadImage, load_image
 
 # %% auto 0
-__all__ = ['REFER_SPLITBY', 'READERS', 'Sample', 'image_size', 'DataReport', 'Reader', 'expand_braces', 'ShardReader',
-           'CCSBUAlign', 'LlavaSingle', 'Conversation', 'UnnaturalInstructions', 'Flickr', 'read_refs', 'RefCOCO',
-           'iter_json_array', 'VisualGenome', 'TextCaps', 'COCOCaption', 'VQA', 'OCRVQA', 'build_reader']
+__all__ = ['REFER_SPLITBY', 'READERS', 'Sample', 'image_size', 'image_problem', 'DataReport', 'Reader', 'expand_braces',
+           'ShardReader', 'CCSBUAlign', 'LlavaSingle', 'Conversation', 'UnnaturalInstructions', 'Flickr', 'read_refs',
+           'RefCOCO', 'iter_json_array', 'VisualGenome', 'TextCaps', 'COCOCaption', 'VQA', 'OCRVQA', 'build_reader']
 
 # %% ../nbs/09_datasets.ipynb
 @dataclass
@@ -35,20 +35,43 @@ def image_size(path) -> tuple[int, int]:
     "(width, height) from the file header, without decoding the image."
     with Image.open(path) as im: return im.size
 
+def image_problem(path, max_pixels: int = MAX_PIXELS) -> str | None:
+    "Why the image at `path` is unusable (missing, empty, corrupt, huge), by its header, else None."
+    try: st = os.stat(path)
+    except OSError: return "missing"
+    if not stat.S_ISREG(st.st_mode): return "missing"
+    if st.st_size == 0: return "empty"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im: w, h = im.size
+    except Image.DecompressionBombError: return "huge"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError): return "corrupt"
+    return "huge" if w * h > max_pixels else None
+
 # %% ../nbs/09_datasets.ipynb
 @dataclass
 class DataReport:
-    "What a reader found: records kept, records dropped for a missing image (with examples), and notes."
+    "What a reader found: records kept, records left out by why their image is unusable, notes."
     dataset: str
     records: int = 0
-    missing_images: int = 0
-    examples: list[str] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)        # why -> records left out
+    examples: dict[str, list[str]] = field(default_factory=dict)  # why -> a few file names
     notes: list[str] = field(default_factory=list)
+    @property
+    def missing_images(self) -> int: return self.left_out.get("missing", 0)
+    def leave_out(self, kind: str, file: str, keep: int = 5):
+        "Count one record left out for `kind`, keeping up to `keep` distinct file names."
+        self.left_out[kind] = self.left_out.get(kind, 0) + 1
+        ex = self.examples.setdefault(kind, [])
+        if len(ex) < keep and file not in ex: ex.append(file)
     def __str__(self):
         s = f"{self.dataset}: {self.records:,} records"
-        if self.missing_images: s += f"; {self.missing_images:,} left out, image missing (e.g. {', '.join(self.examples[:3])})"
+        for kind, n in self.left_out.items():
+            s += f"; {n:,} left out, image {kind} (e.g. {', '.join(self.examples[kind][:3])})"
         return s + "".join(f"; {n}" for n in self.notes)
 
+# %% ../nbs/09_datasets.ipynb
 def _need(path: Path, what: str) -> Path:
     if not Path(path).exists(): raise FileNotFoundError(f"{path}: missing; expected {what}")
     return Path(path)
@@ -60,21 +83,22 @@ def _json(path: Path, what: str):
 class Reader(torch.utils.data.Dataset):
     "Base of the map-style readers: subclasses define `name`, `task`, `_records()`, `_image(rec)` and `_sample(rec, rng)`."
     name, task = "reader", None
-    def __init__(self, seed: int = 0, check_images: bool = True):
+    def __init__(self, seed: int = 0, check_images: bool = True, max_pixels: int = MAX_PIXELS):
         self.seed, self.epoch = seed, 0
         recs = self._records()
         self.report = DataReport(self.name)
-        if check_images:
-            kept = []
-            for r in recs:
-                p = self._image(r)
-                if p is None or Path(p).exists(): kept.append(r)
-                else:
-                    self.report.missing_images += 1
-                    if len(self.report.examples) < 5: self.report.examples.append(Path(p).name)
-            recs = kept
-        self.recs = recs
-        self.report.records = len(recs)
+        self.recs = self._usable(recs, max_pixels) if check_images else recs
+        self.report.records = len(self.recs)
+
+    def _usable(self, recs, max_pixels: int) -> list:
+        "The records whose image passes `image_problem` (each file once); the others are reported."
+        why, kept = {}, []
+        for r in recs:
+            p = self._image(r)
+            if p is not None and p not in why: why[p] = image_problem(p, max_pixels)
+            if p is None or why[p] is None: kept.append(r)
+            else: self.report.leave_out(why[p], Path(p).name)
+        return kept
 
     def __len__(self): return len(self.recs)
     def __getitem__(self, i) -> Sample:

@@ -4,22 +4,23 @@
 
 # %% ../nbs/12_evaluation.ipynb 3
 from __future__ import annotations
-import math, re
+import math, re, textwrap
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .vision import preprocess_images
+from .vision import load_image, preprocess_images
 from .tokenizer import build_inputs
-from .prompts import cut_answer, grid_to_pixels, parse_box, render, stop_strings
+from .prompts import cut_answer, draw_answer, grid_to_pixels, parse_box, render, stop_strings
 from .synthetic import SyntheticDataset
 
 # %% auto 0
 __all__ = ['EVAL_SETTINGS', 'process_punctuation', 'process_digit_article', 'normalize_answer', 'vqa_accuracy', 'exact_match',
            'box_iou', 'refer_hit', 'wilson_interval', 'GenerationSettings', 'answer_pieces', 'answer_questions',
-           'answer_losses', 'evaluate_synthetic']
+           'plot_answers', 'answer_losses', 'heldout_loss', 'evaluate_synthetic']
 
 # %% ../nbs/12_evaluation.ipynb
 _CONTRACTIONS = {
@@ -165,6 +166,20 @@ def answer_questions(model, questions, images, stage: int = 4, settings: Generat
     return out
 
 # %% ../nbs/12_evaluation.ipynb
+def plot_answers(images, questions, answers: dict, truths=None, draw: str | None = None, size: float = 2.4):
+    "One panel per image: its question, then each labelled model's answer (and the truth); boxes of `answers[draw]` drawn."
+    n = len(images)
+    fig, axs = plt.subplots(1, n, figsize=(size * n, size + 0.35 * (len(answers) + 2)), dpi=72, squeeze=False)
+    for j, ax in enumerate(axs[0]):
+        img = load_image(images[j])
+        ax.imshow(draw_answer(img, answers[draw][j]) if draw else img); ax.axis("off")
+        lines = [textwrap.shorten(questions[j], 40)] + [f"{k}: {textwrap.shorten(v[j], 34)}" for k, v in answers.items()]
+        if truths is not None: lines.append(f"truth: {textwrap.shorten(truths[j], 34)}")
+        ax.set_title("\n".join(lines), fontsize=7, loc="left")
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/12_evaluation.ipynb
 def answer_losses(model, conversations: list[list], images: list, stage: int = 4, batch_size: int = 16) -> list[tuple[float, int]]:
     "(summed answer-token cross-entropy, number of answer tokens) of each conversation `[(q, a), ...]` about its image."
     out, was_training = [], model.training
@@ -180,6 +195,13 @@ def answer_losses(model, conversations: list[list], images: list, stage: int = 4
         out += list(zip(ce.sum(1).tolist(), (lab != -100).sum(1).tolist()))
     model.train(was_training)
     return out
+
+# %% ../nbs/12_evaluation.ipynb
+def heldout_loss(model, kind: str, stage: int, n: int = 64, batch_size: int = 32, split: str = "test") -> float:
+    "Mean answer-token loss on `n` held-out synthetic samples of `kind` in `stage`'s template (teacher forcing)."
+    ss = [SyntheticDataset(kind, split, n)[j] for j in range(n)]
+    losses = answer_losses(model, [s.turns for s in ss], [s.image for s in ss], stage, batch_size)
+    return sum(t for t, _ in losses) / sum(c for _, c in losses)
 
 # %% ../nbs/12_evaluation.ipynb
 def evaluate_synthetic(model, n: int = 300, kinds=("vqa", "refer", "identify", "caption_task"), split: str = "final",

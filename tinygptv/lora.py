@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_lora.ipynb 3
 from __future__ import annotations
-import warnings
+import logging, warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -12,8 +12,13 @@ from torch import nn
 
 from .phi import LLMConfig
 
+def quiet_bitsandbytes():
+    "Mute bitsandbytes' notices that are not about the user's run: one per import (an optional `kernels` package) and one per 8-bit call."
+    for name in ("bitsandbytes.backends.cpu.ops", "bitsandbytes.autograd._functions"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
 # %% auto 0
-__all__ = ['LoraSettings', 'add_lora', 'lora_param_count']
+__all__ = ['quiet_bitsandbytes', 'LoraSettings', 'add_lora', 'lora_param_count']
 
 # %% ../nbs/05_lora.ipynb
 @dataclass
@@ -30,12 +35,14 @@ class LoraSettings:
     def tiny(cls): return cls(r=32, alpha=64)
 
     def to_peft(self) -> "peft.LoraConfig":
+        quiet_bitsandbytes()
         from peft import LoraConfig        # imported when used: peft imports bitsandbytes, 0.06 GiB a merged model does not need
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, bias="none",
                           target_modules=list(self.target_modules), task_type="CAUSAL_LM")
 
 def add_lora(llm: nn.Module, settings: LoraSettings) -> "peft.PeftModel":
     "Wrap `llm` with peft LoRA adapters (peft freezes every other parameter)."
+    quiet_bitsandbytes()
     from peft import get_peft_model
     if settings.r <= 0: raise ValueError(f"LoRA rank must be positive, got r={settings.r}")
     with warnings.catch_warnings():

@@ -4,11 +4,12 @@
 
 # %% ../nbs/10_mixtures.ipynb 3
 from __future__ import annotations
-import random
+import logging, random
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from fastcore.basics import patch
 
 from .vision import MAX_PIXELS, BadImage, load_image, preprocess_images
 from .tokenizer import build_inputs
@@ -16,8 +17,8 @@ from .prompts import render
 from .datasets import READERS, DataReport, Sample, ShardReader, build_reader
 
 # %% auto 0
-__all__ = ['STAGE_MIXTURES', 'XGPTV2_EXTRA', 'MixtureEntry', 'mixture_table', 'MixtureLoader', 'collate', 'check_stage_data',
-           'format_check']
+__all__ = ['STAGE_MIXTURES', 'XGPTV2_EXTRA', 'log', 'MixtureEntry', 'mixture_table', 'MixtureLoader', 'collate',
+           'check_stage_data', 'format_check', 'check_summary']
 
 # %% ../nbs/10_mixtures.ipynb
 @dataclass(frozen=True)
@@ -69,19 +70,33 @@ class _Stream:
         i = self.order[self.pos]; self.pos += 1
         return self.reader[i]
 
+
+# %% ../nbs/10_mixtures.ipynb
+log = logging.getLogger("tinygptv.mixtures")
+
 class MixtureLoader:
     "Batches of `Sample`s drawn from several readers in the proportions of a mixture."
     def __init__(self, readers: dict, mixture: list[MixtureEntry], seed: int = 0, mode: str = "per_batch",
-                 batch_size: int | None = None, check_images: bool = True, max_pixels: int = MAX_PIXELS):
+                 batch_size: int | None = None, check_images: bool = True,
+                 max_pixels: int = MAX_PIXELS, keep_files: int = 5):
         if mode not in ("per_batch", "per_sample"): raise ValueError(f"mode must be 'per_batch' or 'per_sample', got {mode!r}")
         missing = [e.dataset for e in mixture if e.dataset not in readers]
         if missing: raise ValueError(f"the mixture names datasets with no reader: {', '.join(missing)}")
-        self.mixture, self.mode, self.batch_size, self.check_images, self.max_pixels = mixture, mode, batch_size, check_images, max_pixels
+        self.mixture, self.mode, self.batch_size = mixture, mode, batch_size
+        self.check_images, self.max_pixels, self.keep_files = check_images, max_pixels, keep_files
         self.streams = {e.dataset: _Stream(readers[e.dataset], seed + i) for i, e in enumerate(mixture)}
         self.rng = random.Random(seed)
-        self.skipped: dict[str, dict[str, int]] = {}
+        self.skipped: dict[str, dict[str, int]] = {}              # dataset -> why -> images skipped
+        self.skipped_files: dict[str, dict[str, list[str]]] = {}  # dataset -> why -> first files
 
     def _pick(self) -> MixtureEntry: return self.rng.choices(self.mixture, weights=[e.ratio for e in self.mixture], k=1)[0]
+
+    def _skip(self, name: str, e: BadImage):
+        "Count an image that failed to load; keep and log its file while its kind has few."
+        counts = self.skipped.setdefault(name, {}); counts[e.reason] = counts.get(e.reason, 0) + 1
+        files = self.skipped_files.setdefault(name, {}).setdefault(e.reason, [])
+        if len(files) < self.keep_files and str(e.path) not in files:
+            files.append(str(e.path)); log.warning("%s: skipped %s", name, e)
 
     def _draw(self, name: str) -> Sample:
         for _ in range(100):
@@ -89,30 +104,48 @@ class MixtureLoader:
             if not self.check_images or s.image is None: return s
             try:
                 s.image = load_image(s.image, self.max_pixels); return s
-            except BadImage as e:
-                self.skipped.setdefault(name, {}).setdefault(e.reason, 0); self.skipped[name][e.reason] += 1
-        raise RuntimeError(f"{name}: 100 unusable images in a row; check the dataset ({self.skipped[name]})")
+            except BadImage as e: self._skip(name, e)
+        raise RuntimeError(f"{name}: 100 unusable images in a row; check the dataset "
+                           f"({self.skipped_summary()})")
 
-    def next_batch(self) -> tuple[str, list[Sample]]:
-        "(dataset name or 'mixed', samples)."
-        if self.mode == "per_batch":
-            e = self._pick()
-            return e.dataset, [self._draw(e.dataset) for _ in range(self.batch_size or e.batch_size)]
-        n = self.batch_size or max(e.batch_size for e in self.mixture)
-        return "mixed", [self._draw(self._pick().dataset) for _ in range(n)]
+# %% ../nbs/10_mixtures.ipynb
+@patch
+def skipped_summary(self: MixtureLoader) -> str:
+    "Images skipped so far: one line per dataset, by kind, with example files ('' when none)."
+    lines = []
+    for name, kinds in self.skipped.items():
+        files = self.skipped_files.get(name, {})
+        ex = lambda why: ", ".join(files.get(why, [])[:3])
+        lines.append(f"{name}: " + "; ".join(f"{n:,} {w} (e.g. {ex(w)})" for w, n in kinds.items()))
+    return "\n".join(lines)
 
-    def __iter__(self):
-        while True: yield self.next_batch()
+@patch
+def next_batch(self: MixtureLoader) -> tuple[str, list[Sample]]:
+    "(dataset name or 'mixed', samples)."
+    if self.mode == "per_batch":
+        e = self._pick()
+        return e.dataset, [self._draw(e.dataset) for _ in range(self.batch_size or e.batch_size)]
+    n = self.batch_size or max(e.batch_size for e in self.mixture)
+    return "mixed", [self._draw(self._pick().dataset) for _ in range(n)]
 
-    def state_dict(self) -> dict:
-        return {"rng": self.rng.getstate(), "skipped": self.skipped,
-                "streams": {k: (s.pass_, s.pos) for k, s in self.streams.items()}}
-    def load_state_dict(self, st: dict):
-        self.rng.setstate(st["rng"]); self.skipped = st["skipped"]
-        for k, (p, pos) in st["streams"].items():
-            s = self.streams[k]; s.pass_, s.pos, s.it = p, pos, None
-            if hasattr(s.reader, "set_epoch"): s.reader.set_epoch(p)
-            else: s.reader.epoch = p
+@patch
+def __iter__(self: MixtureLoader):
+    while True: yield self.next_batch()
+
+@patch
+def state_dict(self: MixtureLoader) -> dict:
+    return {"rng": self.rng.getstate(), "skipped": self.skipped,
+            "skipped_files": self.skipped_files,
+            "streams": {k: (s.pass_, s.pos) for k, s in self.streams.items()}}
+
+@patch
+def load_state_dict(self: MixtureLoader, st: dict):
+    self.rng.setstate(st["rng"]); self.skipped = st["skipped"]
+    self.skipped_files = st.get("skipped_files", {})          # states from before files were kept
+    for k, (p, pos) in st["streams"].items():
+        s = self.streams[k]; s.pass_, s.pos, s.it = p, pos, None
+        if hasattr(s.reader, "set_epoch"): s.reader.set_epoch(p)
+        else: s.reader.epoch = p
 
 # %% ../nbs/10_mixtures.ipynb
 def collate(samples: list[Sample], stage: int, tokenizer, image_size: int, num_queries: int = 32,
@@ -128,25 +161,41 @@ def collate(samples: list[Sample], stage: int, tokenizer, image_size: int, num_q
 
 # %% ../nbs/10_mixtures.ipynb
 def check_stage_data(stage: int, root, extra: bool = False) -> tuple[list[dict], bool]:
-    "Rows (dataset, status, records, missing images, detail) for `stage`'s mixture under `root`, and whether all is usable."
-    rows, ok = [], True
+    "Rows (dataset, status, records, left_out, detail) of `stage`'s mixture under `root`; all ok?"
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{root}: no such data root; expected a folder in the default "
+                                "layout (see the Datasets notebook; data_samples/ is an example)")
+    rows = []
     for e in STAGE_MIXTURES[stage] + (XGPTV2_EXTRA if extra and stage == 4 else []):
         try:
             r = build_reader(e.dataset, root)
-            if isinstance(r, ShardReader):
-                n, miss = len(r.shards), 0
-                detail = f"{n} shard(s)" + ("; " + "; ".join(r.report.notes) if r.report.notes else "")
-            else:
-                n, miss = r.report.records, r.report.missing_images
-                detail = f"e.g. missing {', '.join(r.report.examples[:2])}" if miss else ""
-            status = "ok" if n and not miss else ("no records" if not n else "images missing")
-            if not n: ok = False
         except (FileNotFoundError, ValueError) as ex:
-            n, miss, status, detail, ok = 0, 0, "MISSING", str(ex), False
-        rows.append(dict(dataset=e.dataset, status=status, records=n, missing=miss, detail=detail))
-    return rows, ok
+            rows.append(dict(dataset=e.dataset, status="MISSING", records=0, left_out={},
+                             detail=str(ex)))
+            continue
+        if isinstance(r, ShardReader):
+            n, bad = len(r.shards), {}
+            detail = "; ".join([f"{n} shard(s)"] + r.report.notes)
+        else:
+            n, bad = r.report.records, dict(r.report.left_out)
+            detail = "; ".join(f"{k}: e.g. {', '.join(r.report.examples[k][:2])}" for k in bad)
+        status = "no records" if not n else "images left out" if bad else "ok"
+        rows.append(dict(dataset=e.dataset, status=status, records=n, left_out=bad, detail=detail))
+    return rows, all(r["status"] == "ok" for r in rows)
 
+# %% ../nbs/10_mixtures.ipynb
 def format_check(rows) -> str:
-    lines = [f"{'dataset':24s} {'status':15s} {'records':>8s} {'no image':>9s}  detail"]
-    lines += [f"{r['dataset']:24s} {r['status']:15s} {r['records']:>8,} {r['missing']:>9,}  {r['detail']}" for r in rows]
+    lines = [f"{'dataset':24s} {'status':16s} {'records':>8s} {'left out':>9s}  detail"]
+    lines += [f"{r['dataset']:24s} {r['status']:16s} {r['records']:>8,} "
+              f"{sum(r['left_out'].values()):>9,}  {r['detail']}" for r in rows]
     return "\n".join(lines)
+
+def check_summary(rows) -> str:
+    "The verdict on `check_stage_data`'s rows: what is missing or empty, what leaves records out."
+    empty = [r["dataset"] for r in rows if r["status"] in ("MISSING", "no records")]
+    kinds = lambda r: ", ".join(f"{n:,} {k}" for k, n in r["left_out"].items())
+    bad = [f"{r['dataset']} ({kinds(r)})" for r in rows if r["left_out"]]
+    out = [f"{len(empty)} dataset(s) missing or empty: {', '.join(empty)}"] if empty else []
+    if bad: out.append(f"{len(bad)} dataset(s) with records left out, image missing or unusable: "
+                       + ", ".join(bad))
+    return "\n".join(out) or "all datasets present; every image usable (by its header)"

@@ -18,9 +18,11 @@ from .stages import StageSpec, get_stage, parameter_table, format_table
 from .tokenizer import load_tokenizer
 from .weights import (MAY_START_FRESH, CheckpointError, LazySafetensors, canonical_key, empty_model, finish_load, load_blip2, load_eva,
                               load_minigpt4, load_phi2, load_stage_ckpt, load_tensors, read_tensors, write_safetensors)
+from .weights import (blip2_rule, eva_rule, minigpt4_rule, phi2_rule, plan_load,
+                              read_phi2_folder, shape_of, stage_ckpt_rule)
 
 # %% auto 0
-__all__ = ['read_folder', 'file_record', 'convert']
+__all__ = ['read_folder', 'weights_sha256', 'file_record', 'convert']
 
 # %% ../nbs/14_model_folder.ipynb
 def _model_card(model: TinyGPTV, sources: dict) -> str:
@@ -110,6 +112,7 @@ def read_folder(path) -> tuple[TinyGPTVConfig, StageSpec | None, dict, bool]:
         if r != cfg.lora.r: raise CheckpointError(f"{adapter}: LoRA rank {r}, but config.json says {cfg.lora.r}")
     return cfg, spec, sources, has_adapter
 
+# %% ../nbs/14_model_folder.ipynb
 @patch(cls_method=True)
 def from_pretrained(cls: TinyGPTV, path, device="cpu", frozen_dtype: str | None = None) -> TinyGPTV:
     "Load a folder written by `save_pretrained` (local files only)."
@@ -126,8 +129,46 @@ def from_pretrained(cls: TinyGPTV, path, device="cpu", frozen_dtype: str | None 
                      {n for n in names if "lora_" in n}, device=device)
     finish_load(model, device=device, allow_fresh=False)
     if (path / "tokenizer.json").exists() or (path / "vocab.json").exists(): model.tokenizer = load_tokenizer(path)
-    model.sources = sources
+    model.sources, model.folder = sources, path
     return model.train(False)
+
+# %% ../nbs/14_model_folder.ipynb
+def _digest(h, v):
+    if isinstance(v, torch.Tensor):
+        if v.is_quantized: v = v.dequantize()
+        h.update(f"{v.dtype}{tuple(v.shape)}".encode())
+        if v.device.type != "meta":
+            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(v, (tuple, list)):
+        for x in v: _digest(h, x)
+    else: h.update(repr(v).encode())
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    "SHA-256 of `model`'s state dict as it is in memory: every name, dtype, shape and byte."
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items(): h.update(k.encode()); _digest(h, v)
+    return h.hexdigest()
+
+# %% ../nbs/14_model_folder.ipynb
+def _fits(model: TinyGPTV, name: str, path) -> bool:
+    "Whether upstream file `name` (phi2, eva, blip2, minigpt4, ckpt) has `model`'s shapes."
+    heads, v = model.cfg.llm.num_heads, model.cfg.vision
+    try:
+        tensors = read_phi2_folder(path, model.cfg.llm)[0] if name == "phi2" else read_tensors(path)
+    except CheckpointError: return False
+    rules = {"phi2": phi2_rule(heads), "eva": eva_rule(v.depth, model.image_size // v.patch_size),
+             "blip2": blip2_rule, "minigpt4": minigpt4_rule, "ckpt": stage_ckpt_rule(heads)}
+    shapes = {k: shape_of(tensors, k) for k in tensors}          # from the header: nothing loaded
+    _, rep = plan_load(model, shapes, rules[name], str(path), set())
+    return bool(rep.loaded) and not rep.mismatched
+
+def _preset_hint(name: str, p, preset: str, spec) -> str:
+    "Advice to use another preset, when file `name` does not fit `preset`'s model but fits its."
+    for other in ("paper", "tiny"):
+        if other != preset and _fits(empty_model(TinyGPTVConfig.from_preset(other), spec), name, p):
+            return (f"these files have the {other} preset's sizes: add --preset {other} "
+                    f"(preset='{other}' in Python)")
+    return ""
 
 # %% ../nbs/14_model_folder.ipynb
 def file_record(path) -> dict:
@@ -145,8 +186,9 @@ def convert(phi2, eva, blip2, stage: int, out=None, minigpt4=None, ckpt=None, pr
             frozen_dtype: str = "float16", lora_r: int | None = None, lora_in_stage1: bool = False,
             train_qformer: bool = False, verbose: bool = True, cfg: TinyGPTVConfig | None = None) -> TinyGPTV:
     "A TinyGPT-V for `stage` from upstream files (local paths); saved to `out` when given. `cfg` overrides `preset`."
-    spec = get_stage(stage, lora_in_stage1, train_qformer)
+    given_cfg = cfg is not None
     cfg = cfg or TinyGPTVConfig.from_preset(preset, frozen_dtype=frozen_dtype)
+    spec = get_stage(stage, lora_in_stage1, train_qformer, native_size=cfg.vision.img_size)   # the encoder's own size
     if lora_r: cfg.lora = LoraSettings(**{**asdict(cfg.lora), "r": lora_r})
     tokenizer = load_tokenizer(phi2)                           # fail early: a Phi-2 folder must carry its tokenizer
     model = empty_model(cfg, spec)
@@ -155,7 +197,11 @@ def convert(phi2, eva, blip2, stage: int, out=None, minigpt4=None, ckpt=None, pr
     sources = {}
     for name, load, p in steps:
         if p is None: continue
-        rep = load(model, p)
+        try: rep = load(model, p)
+        except CheckpointError as e:
+            hint = "" if given_cfg else _preset_hint(name, p, preset, spec)
+            if hint: raise CheckpointError(f"{e}; {hint}") from None
+            raise
         if verbose: print(rep)
         sources[name] = file_record(p)
     fresh = finish_load(model)

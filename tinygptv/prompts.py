@@ -9,13 +9,13 @@ from importlib.resources import files
 
 from PIL import Image, ImageDraw
 
-from .tokenizer import EOT
+from .tokenizer import EOT, encode_pieces, layout_html
 from .vision import load_image
 
 # %% auto 0
 __all__ = ['IMG', 'END_SYMS', 'TEMPLATE_STOPS', 'CAPTION_PROMPTS', 'TASK_TEMPLATES', 'TASKS', 'BOX_RE', 'GROUNDED_RE', 'PALETTE',
-           'render', 'stop_strings', 'cut_answer', 'alignment_prompts', 'task_instruction', 'blip_caption',
-           'BoxParseError', 'box_to_grid', 'format_box', 'parse_box', 'parse_boxes', 'grid_to_pixels',
+           'render', 'template_html', 'stop_strings', 'cut_answer', 'alignment_prompts', 'task_instruction',
+           'blip_caption', 'BoxParseError', 'box_to_grid', 'format_box', 'parse_box', 'parse_boxes', 'grid_to_pixels',
            'format_grounded', 'parse_grounded', 'draw_boxes', 'draw_answer']
 
 # %% ../nbs/08_prompts.ipynb
@@ -43,6 +43,12 @@ def render(stage: int, turns, image: bool = True) -> list[tuple[str, bool]]:
             else: pieces.append((f"{EOT}[INST] {q}  [/INST]", False))
         if a is not None: pieces.append((a + end, True))
     return pieces
+
+# %% ../nbs/08_prompts.ipynb
+def template_html(tokenizer, turns, stage: int, image: bool = True):
+    "A conversation rendered in `stage`'s template, drawn position by position (see `layout_html`)."
+    ids, labels = encode_pieces(tokenizer, render(stage, turns, image=image), num_images=int(image))
+    return layout_html(tokenizer, ids, labels)
 
 # %% ../nbs/08_prompts.ipynb
 TEMPLATE_STOPS = {1: ("\n",), 2: ("\n",), 3: ("###", "Human:", "Assistant:", "<Img>", "</Img>"),

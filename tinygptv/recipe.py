@@ -4,29 +4,23 @@
 
 # %% ../nbs/21_tiny_run.ipynb 3
 from __future__ import annotations
-import json, time
+import hashlib, json, shutil, subprocess, time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 from .prompts import draw_answer
 from .synthetic import SyntheticDataset
-from .evaluation import EVAL_SETTINGS, answer_losses, answer_questions, evaluate_synthetic
+from .evaluation import EVAL_SETTINGS, answer_questions, evaluate_synthetic, heldout_loss
 from .model import TinyGPTV
-from .train import TINY_MIXTURES, StageTrainConfig, tiny_readers, train_stage
-from .tiny_backbones import load_tiny_start
+from .train import TINY_MIXTURES, StageTrainConfig, save_trainable, tiny_readers, train_stage
+from .tiny_backbones import load_tiny_start, tiny_trained_dir
 
 # %% auto 0
-__all__ = ['EVAL_KINDS', 'heldout_loss', 'run_tiny', 'report', 'draw_examples']
+__all__ = ['EVAL_KINDS', 'run_tiny', 'report', 'draw_examples', 'ship_tiny_run']
 
 # %% ../nbs/21_tiny_run.ipynb
 EVAL_KINDS = ("vqa", "refer", "identify", "caption_task")
-
-def heldout_loss(model, kind: str, stage: int, n: int = 64, batch_size: int = 32, split: str = "test") -> float:
-    "Mean answer-token loss on `n` held-out synthetic samples of `kind` in `stage`'s template (teacher forcing)."
-    ss = [SyntheticDataset(kind, split, n)[j] for j in range(n)]
-    losses = answer_losses(model, [s.turns for s in ss], [s.image for s in ss], stage, batch_size)
-    return sum(t for t, _ in losses) / sum(c for _, c in losses)
 
 # %% ../nbs/21_tiny_run.ipynb
 def run_tiny(out, scale: float = 1.0, n_eval: int = 300, n_scenes: int = 2000, stages=(1, 2, 3, 4), resume: bool = False,
@@ -47,6 +41,7 @@ def run_tiny(out, scale: float = 1.0, n_eval: int = 300, n_scenes: int = 2000, s
         ts = time.time()
         res = train_stage(model, cfg, tiny_readers(s, n_scenes), out / f"stage{s}", resume=resume, progress=progress)
         model.save_pretrained(done)
+        save_trainable(model, out / f"stage{s}" / "trainable.safetensors")     # what the stage changed, a few MB
         kind = TINY_MIXTURES[s][0][0]
         held = {f"{kind} loss": heldout_loss(model, kind, s, n=min(n_eval, 64), split=split)}
         if s == 4:
@@ -88,3 +83,23 @@ def draw_examples(model, path, n: int = 8, split: str = "test"):
         ax.set_title(f"{s.turns[0][0][-34:]}\n-> {a[:30]}\n(truth {s.turns[0][1][:24]})", fontsize=6)
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
     return path
+
+# %% ../nbs/21_tiny_run.ipynb
+def ship_tiny_run(run, dest=None) -> Path:
+    "Copy a finished tiny run's per-stage trainable weights and metrics into the package's assets (or `dest`)."
+    run, dest = Path(run), Path(dest or tiny_trained_dir())
+    missing = [f"stage{s}/trainable.safetensors" for s in (1, 2, 3, 4) if not (run / f"stage{s}/trainable.safetensors").exists()]
+    if missing or not (run / "metrics.json").exists():
+        raise FileNotFoundError(f"{run}: not a finished tiny run (missing {', '.join(missing) or 'metrics.json'}); "
+                                "run `tinygptv train --preset tiny --out DIR` first")
+    dest.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for s in (1, 2, 3, 4):
+        shutil.copyfile(run / f"stage{s}/trainable.safetensors", dest / f"stage{s}.safetensors")
+        files[f"stage{s}.safetensors"] = hashlib.sha256((dest / f"stage{s}.safetensors").read_bytes()).hexdigest()
+    shutil.copyfile(run / "metrics.json", dest / "metrics.json")
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=dest)
+    manifest = {"command": "tinygptv train --preset tiny --out " + str(run), "commit": git.stdout.strip() or None,
+                "sha256": files}
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return dest

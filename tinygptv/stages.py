@@ -14,8 +14,8 @@ from .phi import is_trainable_norm
 from .model import TinyGPTV, TinyGPTVConfig
 
 # %% auto 0
-__all__ = ['TRAINABLE_GROUPS', 'STAGES', 'PARTS', 'StageSpec', 'get_stage', 'trainable_names', 'apply_stage', 'part_of',
-           'parameter_table', 'format_table', 'describe']
+__all__ = ['TRAINABLE_GROUPS', 'STAGES', 'PAPER_NATIVE_SIZE', 'PARTS', 'StageSpec', 'get_stage', 'trainable_names', 'apply_stage',
+           'part_of', 'parameter_table', 'format_table', 'describe']
 
 # %% ../nbs/07_stages.ipynb
 TRAINABLE_GROUPS = {
@@ -48,10 +48,17 @@ STAGES = {
     4: StageSpec(4, "multi-task learning", 448, lora=True),
 }
 
-def get_stage(n: int, lora_in_stage1: bool = False, train_qformer: bool = False) -> StageSpec:
-    "Stage `n` as the paper and v1 code define it, or with upstream's variants switched on."
+
+# %% ../nbs/07_stages.ipynb
+PAPER_NATIVE_SIZE = 224     # EVA ViT-g's native size: STAGES' 224 and 448 px are 1x and 2x of it
+
+def get_stage(n: int, lora_in_stage1: bool = False, train_qformer: bool = False,
+              native_size: int = PAPER_NATIVE_SIZE) -> StageSpec:
+    "Stage `n` as the paper and v1 code define it (or a variant), at 1x / 2x `native_size` px."
     if n not in STAGES: raise ValueError(f"stage must be one of 1, 2, 3, 4; got {n!r}")
     s = STAGES[n]
+    if native_size != PAPER_NATIVE_SIZE:
+        s = replace(s, image_size=s.image_size // PAPER_NATIVE_SIZE * native_size)
     if lora_in_stage1 and n == 1: s = replace(s, lora=True)
     if train_qformer:
         if n != 4: raise ValueError("train_qformer is the pre-v1 stage-4 variant; it applies to stage 4 only")
@@ -116,8 +123,8 @@ def format_table(rows: list[dict]) -> str:
 def describe(preset: str = "tiny", stage: int = 1, lora_in_stage1: bool = False, train_qformer: bool = False,
              frozen_dtype: str | None = None) -> str:
     "The parameter table of the `preset` model configured for `stage`."
-    spec = get_stage(stage, lora_in_stage1, train_qformer)
     cfg = TinyGPTVConfig.from_preset(preset, **({"frozen_dtype": frozen_dtype} if frozen_dtype else {}))
+    spec = get_stage(stage, lora_in_stage1, train_qformer, native_size=cfg.vision.img_size)
     with torch.device("meta"):
         model = apply_stage(TinyGPTV(cfg), spec)
     rows = parameter_table(model)

@@ -25,14 +25,16 @@ from .prompts import box_to_grid, render
 from .synthetic import BACKGROUNDS, COLORS, SHAPES, SPLIT_SEEDS, STAGE_KINDS, draw_scene, make_sample, make_scene, tiny_tokenizer
 from .evaluation import box_iou
 from .weights import save_upstream
+from .stages import apply_stage
 from .model_folder import convert
+from .train import StageTrainConfig, load_trainable
 
 # %% auto 0
 __all__ = ['OBJECT_KINDS', 'FREQS', 'TINY_LM_RESTARTS', 'CLASSES', 'object_features', 'ObjectVectors', 'object_lm_embeds',
            'object_lm_batch', 'train_object_lm', 'pretrain_tiny_lm', 'vit_features', 'dense_targets', 'DenseHead',
            'pretrain_tiny_vit', 'dense_box_accuracy', 'SlotHead', 'slot_targets', 'slot_loss', 'pretrain_tiny_qformer',
            'slot_box_accuracy', 'tiny_backbones_dir', 'save_tiny_backbones', 'pretrain_tiny_backbones',
-           'load_tiny_start']
+           'load_tiny_start', 'tiny_trained_dir', 'load_tiny_trained']
 
 # %% ../nbs/16_tiny_backbones.ipynb
 OBJECT_KINDS = dict(vqa=40, refer=25, identify=10, grounding=5, detection=5, caption_task=5, conversation=5, text=5)
@@ -289,3 +291,13 @@ def load_tiny_start(backbones=None, verbose: bool = False, cfg: TinyGPTVConfig |
     bb = Path(backbones or tiny_backbones_dir())
     return convert(bb / "phi-2", bb / "eva_vit_g.pth", bb / "blip2_pretrained_flant5xxl.pth", stage=1, preset="tiny",
                    frozen_dtype="float32", verbose=verbose, cfg=cfg)
+
+def tiny_trained_dir() -> Path:
+    "Where the main job's shipped per-stage trained weights are (see *The tiny run*)."
+    return Path(str(files("tinygptv").joinpath("assets/tiny-trained")))
+
+def load_tiny_trained(stage: int, folder=None) -> TinyGPTV:
+    "The tiny model after stage `stage` of the shipped main-job run: the shipped backbones plus that stage's trained weights."
+    f = Path(folder or tiny_trained_dir()) / f"stage{stage}.safetensors"
+    model = apply_stage(load_tiny_start(), StageTrainConfig.tiny(stage).spec)
+    return load_trainable(model, f).eval()

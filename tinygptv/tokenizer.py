@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 # %% auto 0
 __all__ = ['EOT', 'IMAGE_PLACEHOLDER', 'IMAGE_TOKEN', 'IGNORE_INDEX', 'train_bpe_tokenizer', 'load_tokenizer', 'encode_pieces',
-           'pad_batch', 'build_inputs']
+           'layout', 'layout_html', 'pad_batch', 'build_inputs']
 
 # %% ../nbs/04_tokenizer.ipynb
 EOT = "<|endoftext|>"
@@ -72,6 +72,31 @@ def encode_pieces(tokenizer, pieces, num_images: int = 0, num_queries: int = 32,
     if max_txt_len is not None and answer_start is not None and len(ids) - answer_start > max_txt_len:
         ids, labels = ids[:answer_start + max_txt_len], labels[:answer_start + max_txt_len]   # upstream's max_txt_len
     return ids, labels
+
+# %% ../nbs/04_tokenizer.ipynb
+_COLORS = {"bos": "#bbbbbb", "image": "#f4b183", "prompt": "#dddddd", "answer": "#a9d18e", "pad": "#f2f2f2"}
+
+def layout(tokenizer, ids, labels) -> list[tuple[str, str]]:
+    "(text, kind) per position, the 32 slots of an image as one entry; kind is bos, image, prompt, answer or pad."
+    out, i, n = [], 0, len(ids)
+    while i < n:
+        if ids[i] == IMAGE_TOKEN:
+            j = i
+            while j < n and ids[j] == IMAGE_TOKEN: j += 1
+            out.append((f"image x{j - i}", "image")); i = j; continue
+        kind = "answer" if labels[i] != IGNORE_INDEX else "bos" if i == 0 else "prompt"
+        out.append((tokenizer.decode([ids[i]]), kind)); i += 1
+    return out
+
+def layout_html(tokenizer, ids, labels, pad_id: int | None = None):
+    "A sample's positions as coloured boxes: grey prompt, orange image slots, green what the loss learns."
+    from IPython.display import HTML
+    from html import escape
+    cell = "<span title='{k}' style='background:{c};padding:1px 3px;margin:1px;border-radius:3px;" \
+           "font-family:monospace;white-space:pre'>{t}</span>"
+    spans = [cell.format(k=k, c=_COLORS[k], t=escape(t)) for t, k in layout(tokenizer, ids, labels)]
+    key = " ".join(cell.format(k=k, c=c, t=k) for k, c in _COLORS.items() if k != "pad")
+    return HTML(f"<div style='line-height:1.9'>{''.join(spans)}</div><div style='font-size:80%'>{key}</div>")
 
 # %% ../nbs/04_tokenizer.ipynb
 def _truncate(ids, labels, max_len: int, keep_end: bool):

@@ -4,10 +4,11 @@
 
 # %% ../nbs/15_training.ipynb 3
 from __future__ import annotations
-import json, math, os, random, shutil, time, warnings
+import json, logging, math, os, random, shutil, time, warnings
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,10 +27,13 @@ from .mixtures import MixtureEntry, MixtureLoader, STAGE_MIXTURES, collate
 from .synthetic import SyntheticDataset
 from .weights import canonical_key, model_key, write_safetensors
 
+log = logging.getLogger("tinygptv.train")
+
 # %% auto 0
-__all__ = ['QUIRKS', 'TINY_MIXTURES', 'TINY_STEPS', 'TINY_LR', 'StageTrainConfig', 'tiny_readers', 'lr_at', 'no_decay',
-           'param_groups', 'QueryCache', 'latest_resume_state', 'save_resume_state', 'load_resume_state',
-           'TrainingDiverged', 'token_loss', 'train_stage', 'plot_history', 'build_readers', 'train_stage_from']
+__all__ = ['log', 'QUIRKS', 'TINY_MIXTURES', 'TINY_STEPS', 'TINY_LR', 'StageTrainConfig', 'tiny_readers', 'lr_at', 'plot_lr',
+           'no_decay', 'param_groups', 'QueryCache', 'latest_resume_state', 'save_trainable', 'load_trainable',
+           'save_resume_state', 'load_resume_state', 'TrainingDiverged', 'token_loss', 'train_stage', 'plot_history',
+           'build_readers', 'train_stage_from']
 
 # %% ../nbs/15_training.ipynb
 QUIRKS = {
@@ -84,6 +88,12 @@ class StageTrainConfig:
 
     @property
     def total_steps(self) -> int: return self.iters_per_epoch * self.max_epoch
+    def summary(self) -> str:
+        "One paragraph: image size, steps, schedule, optimiser and run settings."
+        return (f"stage {self.stage}: {self.image_size} px; {self.iters_per_epoch} iterations x {self.max_epoch} epoch(s) = "
+                f"{self.total_steps:,} steps; lr {self.init_lr:g} -> {self.min_lr:g}, warm-up {self.warmup_steps} steps from "
+                f"{self.warmup_lr:g}; weight decay {self.weight_decay}; max_txt_len {self.max_txt_len}; gradient clipping "
+                f"{self.grad_clip}; {self.mixed_precision} autocast" + (f"; quirks: {', '.join(self.quirks)}" if self.quirks else ""))
     @property
     def spec(self) -> StageSpec:
         return replace(get_stage(self.stage, lora_in_stage1="lora_in_stage1" in self.quirks), image_size=self.image_size,
@@ -105,7 +115,7 @@ class StageTrainConfig:
         "The tiny preset's stage `stage` on the synthetic world; `scale` multiplies its steps (the tests use a small one)."
         steps, lr = max(2, int(TINY_STEPS[stage] * scale)), TINY_LR[stage]
         v = dict(stage=stage, mixture=[MixtureEntry(f"synth_{k}", r, 32) for k, r in TINY_MIXTURES[stage]],
-                 image_size=224 if stage == 4 else 112, max_txt_len=160, iters_per_epoch=steps, max_epoch=1, init_lr=lr,
+                 image_size=get_stage(stage, native_size=112).image_size, max_txt_len=160, iters_per_epoch=steps, max_epoch=1, init_lr=lr,
                  min_lr=lr / 10, warmup_lr=lr / 100, warmup_steps=max(1, steps // 10), mix_mode="per_sample", batch_size=32,
                  cache_queries=True, save_every=100, log_every=10, seed=42)
         return cls(**{**v, **kw})
@@ -121,6 +131,20 @@ def lr_at(cfg: StageTrainConfig, step: int) -> float:
         s = step % cfg.iters_per_epoch if "warmup_in_epoch" in cfg.quirks else step
         return min(cfg.init_lr, cfg.warmup_lr + (cfg.init_lr - cfg.warmup_lr) * s / max(1, cfg.warmup_steps))
     return (cfg.init_lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * step / cfg.total_steps)) + cfg.min_lr
+
+# %% ../nbs/15_training.ipynb
+def plot_lr(cfgs: dict, points: int = 400, title: str = ""):
+    "The learning rate against the step, one panel per labelled config; a list of configs in one panel overlays them."
+    fig, axs = plt.subplots(1, len(cfgs), figsize=(3.2 * len(cfgs), 2.3), dpi=72, squeeze=False)
+    for ax, (label, cs) in zip(axs[0], cfgs.items()):
+        for c in (cs if isinstance(cs, (list, tuple)) else [cs]):
+            xs = range(0, c.total_steps, max(1, c.total_steps // points))
+            ax.plot(xs, [lr_at(c, x) for x in xs], label=", ".join(c.quirks) or "fixed")
+        ax.set_title(label, fontsize=9); ax.set_xlabel("step", fontsize=8); ax.tick_params(labelsize=7)
+        if isinstance(cs, (list, tuple)): ax.legend(fontsize=7)
+    if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/15_training.ipynb
 def no_decay(name: str, p: torch.Tensor) -> bool:
@@ -174,12 +198,34 @@ def latest_resume_state(folder) -> Path | None:
     cks = sorted(Path(folder).glob("step-*[0-9]")) if Path(folder).exists() else []
     return cks[-1] if cks else None
 
+def save_trainable(model: TinyGPTV, path) -> Path:
+    "The parameters that train now (canonical names, safetensors): what a stage changes, in a few MB."
+    return write_safetensors(path, {canonical_key(n): p for n, p in model.named_parameters() if p.requires_grad})
+
+def load_trainable(model: TinyGPTV, path) -> TinyGPTV:
+    "Copy a `save_trainable` file into `model`, whose trainable set (stage, LoRA rank) must be the file's."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path}: no such file; expected a trainable-weights file (save_trainable)")
+    w, params = load_file(path), dict(model.named_parameters())
+    trainable = {canonical_key(n) for n, p in params.items() if p.requires_grad}
+    if set(w) != trainable:
+        raise ValueError(f"{path}: its trainable set differs from the model's (missing {sorted(trainable - set(w))[:3]}, "
+                         f"extra {sorted(set(w) - trainable)[:3]}); was it written for another stage or LoRA rank?")
+    with torch.no_grad():
+        for k, t in w.items():
+            p = params[model_key(model, k)]
+            if p.shape != t.shape:
+                hint = "; its LoRA rank differs from the model's (cfg.lora.r)" if "lora_" in k else ""
+                raise ValueError(f"{path}: {k} has shape {list(t.shape)}, the model's is {list(p.shape)}{hint}")
+            p.copy_(t)
+    return model
+
 def save_resume_state(folder, model: TinyGPTV, optimizer, step: int, loader=None, history=None, config=None, keep: int = 2) -> Path:
     "Write the resume state `step-{step:07d}` atomically and prune older ones."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     final, tmp = folder / f"step-{step:07d}", folder / f".tmp-step-{step:07d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    write_safetensors(tmp / "trainable.safetensors", {canonical_key(n): p for n, p in model.named_parameters() if p.requires_grad})
+    save_trainable(model, tmp / "trainable.safetensors")
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state(), "loader": loader.state_dict() if loader else None,
                 "history": history or [], "config": config}, tmp / "state.pt")
     if final.exists(): shutil.rmtree(final)
@@ -190,19 +236,7 @@ def save_resume_state(folder, model: TinyGPTV, optimizer, step: int, loader=None
 def load_resume_state(path, model: TinyGPTV, optimizer=None, loader=None) -> dict:
     "Restore trainable weights (and, when given, optimizer, loader position and RNG) from a resume state; returns it."
     path = Path(path)
-    w = load_file(path / "trainable.safetensors")
-    params = dict(model.named_parameters())
-    trainable = {canonical_key(n) for n, p in params.items() if p.requires_grad}
-    if set(w) != trainable:
-        raise ValueError(f"{path}: its trainable set differs from the model's (missing {sorted(trainable - set(w))[:3]}, "
-                         f"extra {sorted(set(w) - trainable)[:3]}); was it written for another stage or LoRA rank?")
-    with torch.no_grad():
-        for k, t in w.items():
-            p = params[model_key(model, k)]
-            if p.shape != t.shape:
-                hint = "; the resume state's LoRA rank differs from the model's (cfg.lora.r)" if "lora_" in k else ""
-                raise ValueError(f"{path}: {k} has shape {list(t.shape)}, the model's is {list(p.shape)}{hint}")
-            p.copy_(t)
+    load_trainable(model, path / "trainable.safetensors")
     st = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     if optimizer is not None: optimizer.load_state_dict(st["optimizer"])
     if loader is not None and st["loader"] is not None: loader.load_state_dict(st["loader"])
@@ -297,6 +331,8 @@ def train_stage(model: TinyGPTV, cfg: StageTrainConfig, readers: dict, out_dir, 
         if stop_at is not None and step + 1 >= stop_at: break
     bar.close()
     if writer is not None: writer.close()
+    if loader.skipped and acc.is_main_process:
+        log.warning(f"stage {cfg.stage}: images skipped while training\n{loader.skipped_summary()}")
     if acc.is_main_process and history:
         (out_dir).mkdir(parents=True, exist_ok=True)
         (out_dir / "history.json").write_text(json.dumps(history))
@@ -306,8 +342,6 @@ def train_stage(model: TinyGPTV, cfg: StageTrainConfig, readers: dict, out_dir, 
 # %% ../nbs/15_training.ipynb
 def plot_history(history: list[dict], path=None, title: str = ""):
     "Loss (raw and smoothed) and learning rate against the step; saved to `path` when given."
-    import matplotlib
-    import matplotlib.pyplot as plt
     steps = [h["step"] for h in history]; loss = np.array([h["loss"] for h in history])
     k = max(1, len(loss) // 30)
     smooth = np.convolve(loss, np.ones(k) / k, mode="valid")

@@ -381,10 +381,7 @@ def _fresh(module: nn.Module, pname: str, param: torch.Tensor, path: str) -> tor
     if isinstance(module, (nn.LayerNorm, LlamaRMSNorm)): return torch.ones(param.shape) if pname == "weight" else torch.zeros(param.shape)
     raise CheckpointError(f"no initialisation rule for {path}")
 
-def finish_load(model: TinyGPTV, device="cpu", allow_fresh: bool = True, keep_on_meta: tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """Initialise parameters no file filled, if `MAY_START_FRESH` allows each; returns them grouped by reason.
-    Modules named in `keep_on_meta` stay on the `meta` device on purpose (their weights are read when they run)."""
-    fresh, bad = {}, []
+def _fill_fresh(model, device, allow_fresh, keep_on_meta, fresh: dict, bad: list):
     for mname, module in model.named_modules():
         if mname in keep_on_meta or mname.startswith(tuple(k + "." for k in keep_on_meta)): continue
         for pname, p in list(module.named_parameters(recurse=False)):
@@ -394,6 +391,16 @@ def finish_load(model: TinyGPTV, device="cpu", allow_fresh: bool = True, keep_on
             if why is None: bad.append(path); continue
             set_module_tensor_to_device(model, f"{mname}.{pname}" if mname else pname, device, value=_fresh(module, pname, p, path))
             fresh.setdefault(why, []).append(path)
+
+def finish_load(model: TinyGPTV, device="cpu", allow_fresh: bool = True, keep_on_meta: tuple[str, ...] = (),
+                seed: int = 0) -> dict[str, list[str]]:
+    """Initialise parameters no file filled, if `MAY_START_FRESH` allows each; returns them grouped by reason.
+    Fresh values come from `seed` (the same on every run; the global RNG is left as it was). Modules named in
+    `keep_on_meta` stay on the `meta` device on purpose (their weights are read when they run)."""
+    fresh, bad = {}, []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _fill_fresh(model, device, allow_fresh, keep_on_meta, fresh, bad)
     if bad:
         hints = sorted({h for p in bad for pre, h in SOURCE_HINTS.items() if p.startswith(pre)})
         raise CheckpointError(f"{len(bad)} parameters were not in any file: {_few(bad)}"

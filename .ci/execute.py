@@ -1,0 +1,54 @@
+"""Execute notebooks in place so they are committed with their outputs (figures visible on GitHub and in JupyterLab),
+running exactly the cells the tests run (cells marked `#| notest` or `#| eval: false` are skipped and keep no outputs),
+and record how long each takes to run here in `nbs/timing.json`.
+
+    .venv/bin/python .ci/execute.py                 # every notebook, one after another
+    .venv/bin/python .ci/execute.py 17_stage1_warmup 20_stage4_multitask
+
+Figures are stored as PNG at 72 dpi to keep the notebooks small; run `nbdev_clean` afterwards (the hook and CI check it).
+"""
+import json, os, sys, time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["IN_TEST"] = "1"
+from execnb.shell import CaptureShell
+from nbdev.process import NBProcessor
+from nbdev.frontmatter import FrontmatterProc
+from fastcore.xtras import working_directory
+
+root = Path(__file__).resolve().parent.parent
+nbs = root / "nbs"
+SETUP = ("import matplotlib; matplotlib.rcParams.update({'figure.dpi': 72, 'savefig.dpi': 72})\n"
+         "%config InlineBackend.figure_formats = ['png']")
+
+def skip(cell):
+    if cell.cell_type != "code" or "nbdev_export" + "(" in cell.source: return True
+    d = getattr(cell, "directives_", {}) or {}
+    return d.get("eval:", [""])[0].lower() == "false" or "notest" in d
+
+def execute(path: Path) -> float:
+    nb = NBProcessor(path, procs=FrontmatterProc, process=True).nb
+    shell = CaptureShell(path)
+    t = time.time()
+    with working_directory(path.parent):
+        shell.run_cell(SETUP)
+        shell.run_all(nb, exc_stop=True, preproc=skip)
+    raw = json.loads(path.read_text())
+    for c_raw, c in zip(raw["cells"], nb.cells):
+        if c_raw["cell_type"] != "code": continue
+        c_raw["outputs"] = [] if skip(c) else [dict(o) for o in c.get("outputs", [])]
+        c_raw["execution_count"] = None
+    path.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + "\n")
+    return time.time() - t
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or sorted(p.stem for p in nbs.glob("*.ipynb"))
+    tfile = nbs / "timing.json"
+    timing = json.loads(tfile.read_text()) if tfile.exists() else {}
+    for n in names:
+        p = nbs / (n if n.endswith(".ipynb") else n + ".ipynb")
+        s = execute(p)
+        timing[p.stem] = round(s, 1)
+        print(f"{p.name}: {s:.0f} s", flush=True)
+    tfile.write_text(json.dumps(dict(sorted(timing.items())), indent=1) + "\n")
