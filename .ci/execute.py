@@ -7,7 +7,7 @@ and record how long each takes to run here in `nbs/timing.json`.
 
 Figures are stored as PNG at 72 dpi to keep the notebooks small; run `nbdev_clean` afterwards (the hook and CI check it).
 """
-import json, os, sys, time
+import fcntl, json, os, sys, time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,7 +29,7 @@ def skip(cell):
 
 def execute(path: Path) -> float:
     nb = NBProcessor(path, procs=FrontmatterProc, process=True).nb
-    shell = CaptureShell(path)
+    shell = CaptureShell(path, mpl_format="png")      # execnb defaults to retina (twice the pixels)
     t = time.time()
     with working_directory(path.parent):
         shell.run_cell(SETUP)
@@ -37,7 +37,9 @@ def execute(path: Path) -> float:
     raw = json.loads(path.read_text())
     for c_raw, c in zip(raw["cells"], nb.cells):
         if c_raw["cell_type"] != "code": continue
-        c_raw["outputs"] = [] if skip(c) else [dict(o) for o in c.get("outputs", [])]
+        outs = [] if skip(c) else [dict(o) for o in c.get("outputs", [])]
+        widget = "application/vnd.jupyter.widget-view+json"          # a live widget has no state to store: drop it
+        c_raw["outputs"] = [o for o in outs if widget not in o.get("data", {})]
         c_raw["execution_count"] = None
     path.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + "\n")
     return time.time() - t
@@ -45,10 +47,12 @@ def execute(path: Path) -> float:
 if __name__ == "__main__":
     names = sys.argv[1:] or sorted(p.stem for p in nbs.glob("*.ipynb"))
     tfile = nbs / "timing.json"
-    timing = json.loads(tfile.read_text()) if tfile.exists() else {}
     for n in names:
         p = nbs / (n if n.endswith(".ipynb") else n + ".ipynb")
         s = execute(p)
-        timing[p.stem] = round(s, 1)
         print(f"{p.name}: {s:.0f} s", flush=True)
-    tfile.write_text(json.dumps(dict(sorted(timing.items())), indent=1) + "\n")
+        with open(root / ".ci" / ".timing.lock", "w") as lock:          # several people may execute at once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            timing = json.loads(tfile.read_text()) if tfile.exists() else {}
+            timing[p.stem] = round(s, 1)
+            tfile.write_text(json.dumps(dict(sorted(timing.items())), indent=1) + "\n")

@@ -247,6 +247,22 @@ TABLES = {
         ),
         order=("all_three", "no_qk", "no_post", "frozen_input", "none"),
     ),
+    "norm-ablation-long": Table(
+        ("norm_ablation_long/*.json",),
+        (
+            ("variant", "what", txt),
+            ("seeds", "seeds", lambda v, r: ", ".join(map(str, v or []))),
+            ("loss, last 10 steps", "loss_last10", num(3)),
+            ("largest attention logit", "max_logit", num(1)),
+            ("largest hidden state", "max_hidden", num(1)),
+            ("max gradient norm", "max_grad_norm", num(1)),
+            ("runs diverged", "diverged_runs", txt),
+            ("fp16 forwards failed", "fp16_failed", txt),
+            CMD,
+            SRC,
+        ),
+        order=("all_three", "no_qk", "no_post", "none"),
+    ),
     "memory": Table(
         ("memory/*.json",),
         (

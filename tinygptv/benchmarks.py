@@ -4,7 +4,7 @@
 
 # %% ../nbs/25_benchmarks.ipynb 3
 from __future__ import annotations
-import json, math, os, re
+import json, math, os, re, shutil
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -18,8 +18,8 @@ from .prompts import cut_answer, parse_box, render
 from .datasets import REFER_SPLITBY, Sample, _json, _need, read_refs
 from .synthetic import SyntheticDataset
 from .model_folder import weights_sha256
-from .evaluation import (EVAL_SETTINGS, GenerationSettings, answer_losses, answer_questions, box_iou, exact_match, normalize_answer,
-                                 refer_hit, vqa_accuracy)
+from .evaluation import (EVAL_SETTINGS, GenerationSettings, answer_losses, answer_questions,
+                                 box_iou, exact_match, normalize_answer, refer_hit, vqa_accuracy)
 
 # %% auto 0
 __all__ = ['VQA_PROMPT', 'PROMPTS', 'REFER_SPLITS', 'BENCHMARKS', 'SYNTH_BENCHES', 'SCORINGS', 'LABEL_WORDS', 'TEMPLATE_STAGE',
@@ -41,7 +41,7 @@ class BenchItem:
     box: tuple | None = None           # RefCOCO gold box (x, y, w, h) in pixels
     width: int | None = None
     height: int | None = None
-    group: str | None = None           # the key upstream stores predictions under (RefCOCO: image id + ref)
+    group: str | None = None           # upstream's key for predictions (RefCOCO: image id + ref)
 
 @dataclass
 class BenchReport:
@@ -51,14 +51,17 @@ class BenchReport:
     skipped: list[str] = field(default_factory=list)
     def __str__(self):
         s = f"{self.bench}: {self.items:,} items"
-        return s + (f"; {len(self.skipped)} skipped ({'; '.join(self.skipped[:3])})" if self.skipped else "")
+        if not self.skipped: return s
+        return s + f"; {len(self.skipped)} skipped ({'; '.join(self.skipped[:3])})"
 
+# %% ../nbs/25_benchmarks.ipynb
 def _jsonl(path: Path, what: str, report: BenchReport):
     "Records of a JSONL file; malformed lines are reported by line number and skipped."
     for n, line in enumerate(_need(path, what).read_text().splitlines(), 1):
         if not line.strip(): continue
         try: yield n, json.loads(line)
-        except json.JSONDecodeError as e: report.skipped.append(f"{path.name} line {n}: not JSON ({e.msg})")
+        except json.JSONDecodeError as e:
+            report.skipped.append(f"{path.name} line {n}: not JSON ({e.msg})")
 
 def _fields(rec, names, where: str, report: BenchReport):
     "The named fields of a record, or None (reported) when one is missing."
@@ -71,9 +74,11 @@ VQA_PROMPT = "[vqa] Based on the image, respond to this question with a short an
 PROMPTS = {
     "gqa": VQA_PROMPT, "okvqa": VQA_PROMPT, "iconqa": VQA_PROMPT,
     "vsr": "[vqa] Based on the image, is this statement true or false? {}",
-    "vizwiz": ("[vqa] The question is '{}' Based on the image, answer the question with a single word or phrase. "
-               "and reply 'unanswerable' when the provided information is insufficient"),
-    "hm": "This is an image writting '{}'. Is this image hateful? Answer yes or no. Answer:",     # upstream's typo kept
+    "vizwiz": ("[vqa] The question is '{}' Based on the image, answer the question with a single "
+               "word or phrase. and reply 'unanswerable' when the provided information is "
+               "insufficient"),
+    "hm": ("This is an image writting '{}'. Is this image hateful? Answer yes or no. "
+           "Answer:"),                                                  # upstream's typo kept
     "refcoco": "[refer] give me the location of {}",
 }
 
@@ -83,29 +88,39 @@ def read_gqa(root, report):
     recs = data.items() if isinstance(data, dict) else ((str(i), r) for i, r in enumerate(data))
     for qid, r in recs:
         f = _fields(r, ["question", "answer"], f"{p.name} {qid}", report)
-        img = r.get("imageId") or (r.get("image") or "").rsplit(".", 1)[0] if isinstance(r, dict) else None
+        img = ((r.get("imageId") or (r.get("image") or "").rsplit(".", 1)[0])
+               if isinstance(r, dict) else None)
         if f is None: continue
         if not img: report.skipped.append(f"{p.name} {qid}: missing imageId"); continue
-        yield BenchItem(str(r.get("question_id", qid)), Path(root) / "gqa/images" / f"{img}.jpg", f[0], [f[1]])
+        yield BenchItem(str(r.get("question_id", qid)), Path(root) / "gqa/images" / f"{img}.jpg",
+                        f[0], [f[1]])
 
+# %% ../nbs/25_benchmarks.ipynb
 def read_vsr(root, report):
     p = Path(root) / "vsr/zeroshot/test.jsonl"
-    for n, r in _jsonl(p, "VSR's zero-shot test.jsonl (image, caption, label, image_link)", report):
+    what = "VSR's zero-shot test.jsonl (image, caption, label, image_link)"
+    for n, r in _jsonl(p, what, report):
         f = _fields(r, ["image", "caption", "label"], f"{p.name} line {n}", report)
         if f is None: continue
         sub = "val2017" if "val2017" in r.get("image_link", "") else "train2017"
-        yield BenchItem(f"{n}", Path(root) / "coco" / sub / f[0], f[1], ["true" if int(f[2]) else "false"], label=int(f[2]))
+        yield BenchItem(f"{n}", Path(root) / "coco" / sub / f[0], f[1],
+                        ["true" if int(f[2]) else "false"], label=int(f[2]))
 
 def read_iconqa(root, report, split: str = "val"):
-    base = _need(Path(root) / f"iconqa/{split}/choose_txt", f"IconQA's {split}/choose_txt/<pid>/data.json tree")
+    base = _need(Path(root) / f"iconqa/{split}/choose_txt",
+                 f"IconQA's {split}/choose_txt/<pid>/data.json tree")
     for d in sorted(base.iterdir()):
-        if not (d / "data.json").exists(): report.skipped.append(f"{d.name}: no data.json"); continue
+        if not (d / "data.json").exists():
+            report.skipped.append(f"{d.name}: no data.json"); continue
         try: r = json.loads((d / "data.json").read_text())
-        except json.JSONDecodeError as e: report.skipped.append(f"{d.name}/data.json: not JSON ({e.msg})"); continue
+        except json.JSONDecodeError as e:
+            report.skipped.append(f"{d.name}/data.json: not JSON ({e.msg})"); continue
         f = _fields(r, ["question", "choices", "answer"], f"{d.name}/data.json", report)
         if f is None: continue
-        yield BenchItem(d.name, d / "image.png", f[0], [f[1][f[2]]], choices=list(f[1]), label=int(f[2]))
+        yield BenchItem(d.name, d / "image.png", f[0], [f[1][f[2]]], choices=list(f[1]),
+                        label=int(f[2]))
 
+# %% ../nbs/25_benchmarks.ipynb
 def read_vizwiz(root, report):
     p = Path(root) / "vizwiz/val.json"
     for i, r in enumerate(_json(p, "VizWiz's val.json (image, question, answers)")):
@@ -118,24 +133,32 @@ def read_hm(root, report):
     for n, r in _jsonl(p, "Hateful Memes' dev.jsonl (id, img, label, text)", report):
         f = _fields(r, ["img", "text", "label"], f"{p.name} line {n}", report)
         if f is None: continue
-        yield BenchItem(str(r.get("id", n)), Path(root) / "hateful_memes" / f[0], f[1], ["yes" if int(f[2]) else "no"], label=int(f[2]))
+        yield BenchItem(str(r.get("id", n)), Path(root) / "hateful_memes" / f[0], f[1],
+                        ["yes" if int(f[2]) else "no"], label=int(f[2]))
 
 def read_okvqa(root, report):
-    qp, ap = Path(root) / "okvqa/OpenEnded_mscoco_val2014_questions.json", Path(root) / "okvqa/mscoco_val2014_annotations.json"
+    qp = Path(root) / "okvqa/OpenEnded_mscoco_val2014_questions.json"
+    ap = Path(root) / "okvqa/mscoco_val2014_annotations.json"
     qs = _json(qp, "OK-VQA's questions file ({'questions': [...]})")["questions"]
-    anns = {a["question_id"]: a for a in _json(ap, "OK-VQA's annotations file ({'annotations': [...]})")["annotations"]}
+    anns = _json(ap, "OK-VQA's annotations file ({'annotations': [...]})")["annotations"]
+    anns = {a["question_id"]: a for a in anns}
     for q in qs:
         a = anns.get(q["question_id"])
         if a is None: report.skipped.append(f"question {q['question_id']}: no annotation"); continue
-        yield BenchItem(str(q["question_id"]), Path(root) / f"coco/val2014/COCO_val2014_{q['image_id']:012d}.jpg", q["question"],
+        img = Path(root) / f"coco/val2014/COCO_val2014_{q['image_id']:012d}.jpg"
+        yield BenchItem(str(q["question_id"]), img, q["question"],
                         [x["answer"] for x in a["answers"]])
 
-REFER_SPLITS = {"refcoco": ("val", "testA", "testB"), "refcoco+": ("val", "testA", "testB"), "refcocog": ("val", "test")}
+# %% ../nbs/25_benchmarks.ipynb
+REFER_SPLITS = {"refcoco": ("val", "testA", "testB"), "refcoco+": ("val", "testA", "testB"),
+                "refcocog": ("val", "test")}
 
 def read_refer(root, report, dataset: str = "refcoco", split: str = "val"):
     if split not in REFER_SPLITS[dataset]:
-        raise ValueError(f"{dataset} has no split {split!r}; its splits are {', '.join(REFER_SPLITS[dataset])}"
-                         + (" (RefCOCOg's umd split has no testA/testB, which upstream's script asks for)" if dataset == "refcocog" else ""))
+        why = (" (RefCOCOg's umd split has no testA/testB, which upstream's script asks for)"
+               if dataset == "refcocog" else "")
+        raise ValueError(f"{dataset} has no split {split!r}; its splits are "
+                         f"{', '.join(REFER_SPLITS[dataset])}" + why)
     return _refer_items(Path(root), dataset, split)
 
 def _refer_items(root, dataset, split):
@@ -147,8 +170,9 @@ def _refer_items(root, dataset, split):
         if r["split"] != split: continue
         im = imgs[r["image_id"]]
         for k, s in enumerate(r["sentences"]):
-            yield BenchItem(f"{r['ref_id']}_{k}", Path(root) / "coco/train2014" / im["file_name"], s["sent"], [],
-                            box=tuple(anns[r["ann_id"]]["bbox"]), width=im["width"], height=im["height"],
+            yield BenchItem(f"{r['ref_id']}_{k}", Path(root) / "coco/train2014" / im["file_name"],
+                            s["sent"], [], box=tuple(anns[r["ann_id"]]["bbox"]),
+                            width=im["width"], height=im["height"],
                             group=f"{Path(im['file_name']).stem}_{r['ref_id']}")
 
 # %% ../nbs/25_benchmarks.ipynb
@@ -168,7 +192,8 @@ BENCHMARKS = {
     "vizwiz": Benchmark("vizwiz", read_vizwiz, PROMPTS["vizwiz"], "vizwiz", 24.8, 33.4),
     "hm": Benchmark("hm", read_hm, PROMPTS["hm"], "hm", 53.2, 57.5),
     "okvqa": Benchmark("okvqa", read_okvqa, PROMPTS["okvqa"], "soft"),
-    **{f"{d}_{s}": Benchmark(f"{d}_{s}", (lambda root, rep, d=d, s=s: read_refer(root, rep, d, s)), PROMPTS["refcoco"], "refer")
+    **{f"{d}_{s}": Benchmark(f"{d}_{s}", (lambda root, rep, d=d, s=s: read_refer(root, rep, d, s)),
+                             PROMPTS["refcoco"], "refer")
        for d, ss in REFER_SPLITS.items() for s in ss},
 }
 
@@ -196,70 +221,113 @@ def read_bench(name: str, root, limit: int | None = None) -> tuple[list[BenchIte
     return items, rep
 
 # %% ../nbs/25_benchmarks.ipynb
-def build_benchmark_samples(root):
-    "Write the benchmark sample files (official layouts) under `root`."
-    import pickle, skimage.data as sk
+def _sample_img(arr, path, fmt="JPEG"):
+    "Save photo `arr` at `path`, at most 160 px a side; its size."
     from PIL import Image
-    root = Path(root); shutil.rmtree(root, ignore_errors=True)
-    def img(arr, path, fmt="JPEG"):
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        im = Image.fromarray(arr).convert("RGB"); im.thumbnail((160, 160)); im.save(path, fmt, **({"quality": 80} if fmt == "JPEG" else {}))
-        return im.size
-    img(sk.coffee(), root / "gqa/images/n12345.jpg"); img(sk.chelsea(), root / "gqa/images/n67890.jpg")
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(arr).convert("RGB"); im.thumbnail((160, 160))
+    im.save(path, fmt, **({"quality": 80} if fmt == "JPEG" else {}))
+    return im.size
+
+def _samples_gqa_vsr(root, sk):
+    "GQA's questions (one without its answer) and VSR's split file (one line not JSON)."
+    _sample_img(sk.coffee(), root / "gqa/images/n12345.jpg")
+    _sample_img(sk.chelsea(), root / "gqa/images/n67890.jpg")
     (root / "gqa/testdev_balanced_questions.json").write_text(json.dumps({
-        "20968379": {"imageId": "n12345", "question": "What is in the cup?", "answer": "coffee", "fullAnswer": "The cup holds coffee."},
-        "20968380": {"imageId": "n67890", "question": "Is the cat sleeping?", "answer": "no", "fullAnswer": "No, the cat is awake."},
+        "20968379": {"imageId": "n12345", "question": "What is in the cup?", "answer": "coffee",
+                     "fullAnswer": "The cup holds coffee."},
+        "20968380": {"imageId": "n67890", "question": "Is the cat sleeping?", "answer": "no",
+                     "fullAnswer": "No, the cat is awake."},
         "20968381": {"imageId": "n67890", "question": "What animal is this?"}}, indent=1))
-    img(sk.chelsea(), root / "coco/train2017/000000000025.jpg"); img(sk.coffee(), root / "coco/val2017/000000000030.jpg")
+    _sample_img(sk.chelsea(), root / "coco/train2017/000000000025.jpg")
+    _sample_img(sk.coffee(), root / "coco/val2017/000000000030.jpg")
     (root / "vsr/zeroshot").mkdir(parents=True)
     (root / "vsr/zeroshot/test.jsonl").write_text("\n".join([
-        json.dumps({"image": "000000000025.jpg", "image_link": "http://images.cocodataset.org/train2017/000000000025.jpg",
+        json.dumps({"image": "000000000025.jpg",
+                    "image_link": "http://images.cocodataset.org/train2017/000000000025.jpg",
                     "caption": "The cat is on the blanket.", "label": 1, "relation": "on"}),
-        json.dumps({"image": "000000000030.jpg", "image_link": "http://images.cocodataset.org/val2017/000000000030.jpg",
+        json.dumps({"image": "000000000030.jpg",
+                    "image_link": "http://images.cocodataset.org/val2017/000000000030.jpg",
                     "caption": "The cup is under the saucer.", "label": 0, "relation": "under"}),
         '{"image": "000000000025.jpg", "caption": "broken line', ""]))
-    for pid, (arr, q, ch, a) in {"10": (sk.coffee(), "What is on the saucer?", ["a cup", "a spoon", "a cat"], 0),
-                                 "11": (sk.chelsea(), "Which animal is shown?", ["dog", "cat"], 1)}.items():
+
+# %% ../nbs/25_benchmarks.ipynb
+def _samples_iconqa_vizwiz(root, sk):
+    "IconQA's choose_txt tree and VizWiz's annotations (one answerable question, one not)."
+    icon = {"10": (sk.coffee(), "What is on the saucer?", ["a cup", "a spoon", "a cat"], 0),
+            "11": (sk.chelsea(), "Which animal is shown?", ["dog", "cat"], 1)}
+    for pid, (arr, q, ch, a) in icon.items():
         d = root / "iconqa/val/choose_txt" / pid
-        img(arr, d / "image.png", "PNG")
-        (d / "data.json").write_text(json.dumps({"question": q, "choices": ch, "answer": a, "ques_type": "choose_txt", "grade": "prek"}))
-    img(sk.coffee(), root / "vizwiz/val/VizWiz_val_00000000.jpg"); img(sk.camera(), root / "vizwiz/val/VizWiz_val_00000001.jpg")
+        _sample_img(arr, d / "image.png", "PNG")
+        (d / "data.json").write_text(json.dumps({"question": q, "choices": ch, "answer": a,
+                                                 "ques_type": "choose_txt", "grade": "prek"}))
+    _sample_img(sk.coffee(), root / "vizwiz/val/VizWiz_val_00000000.jpg")
+    _sample_img(sk.camera(), root / "vizwiz/val/VizWiz_val_00000001.jpg")
+    ans = lambda xs, conf: [{"answer": a, "answer_confidence": conf} for a in xs]
     (root / "vizwiz/val.json").write_text(json.dumps([
-        {"image": "VizWiz_val_00000000.jpg", "question": "What is this?", "answerable": 1, "answer_type": "other",
-         "answers": [{"answer": a, "answer_confidence": "yes"} for a in ["coffee"] * 6 + ["cup of coffee"] * 3 + ["latte"]]},
-        {"image": "VizWiz_val_00000001.jpg", "question": "What color is the label?", "answerable": 0, "answer_type": "unanswerable",
-         "answers": [{"answer": a, "answer_confidence": "no"} for a in ["unanswerable"] * 8 + ["white"] * 2]}], indent=1))
-    img(sk.astronaut(), root / "hateful_memes/img/01235.png", "PNG"); img(sk.chelsea(), root / "hateful_memes/img/01236.png", "PNG")
+        {"image": "VizWiz_val_00000000.jpg", "question": "What is this?", "answerable": 1,
+         "answer_type": "other",
+         "answers": ans(["coffee"] * 6 + ["cup of coffee"] * 3 + ["latte"], "yes")},
+        {"image": "VizWiz_val_00000001.jpg", "question": "What color is the label?",
+         "answerable": 0, "answer_type": "unanswerable",
+         "answers": ans(["unanswerable"] * 8 + ["white"] * 2, "no")}], indent=1))
+
+# %% ../nbs/25_benchmarks.ipynb
+def _samples_hm_okvqa(root, sk):
+    "Hateful Memes' dev split (one line without its label) and one OK-VQA question."
+    _sample_img(sk.astronaut(), root / "hateful_memes/img/01235.png", "PNG")
+    _sample_img(sk.chelsea(), root / "hateful_memes/img/01236.png", "PNG")
     (root / "hateful_memes/dev.jsonl").write_text("\n".join([
         json.dumps({"id": 1235, "img": "img/01235.png", "label": 0, "text": "one small step"}),
         json.dumps({"id": 1236, "img": "img/01236.png", "label": 1, "text": "cats are the worst"}),
         json.dumps({"id": 1237, "img": "img/01237.png", "text": "no label here"}), ""]))
-    w, h = img(sk.rocket(), root / "coco/val2014/COCO_val2014_000000000042.jpg")
+    _sample_img(sk.rocket(), root / "coco/val2014/COCO_val2014_000000000042.jpg")
     (root / "okvqa").mkdir()
-    (root / "okvqa/OpenEnded_mscoco_val2014_questions.json").write_text(json.dumps({"questions": [
-        {"image_id": 42, "question": "What is launching here?", "question_id": 420}]}))
-    (root / "okvqa/mscoco_val2014_annotations.json").write_text(json.dumps({"annotations": [
-        {"image_id": 42, "question_id": 420, "answers": [{"answer": a, "answer_id": i + 1} for i, a in enumerate(["rocket"] * 8 + ["space shuttle"] * 2)]}]}))
-    size = img(sk.astronaut(), root / "coco/train2014/COCO_train2014_000000000009.jpg")
-    size2 = img(sk.chelsea(), root / "coco/train2014/COCO_train2014_000000000025.jpg")
-    images = [{"id": 9, "file_name": "COCO_train2014_000000000009.jpg", "width": size[0], "height": size[1]},
-              {"id": 25, "file_name": "COCO_train2014_000000000025.jpg", "width": size2[0], "height": size2[1]}]
+    qs = [{"image_id": 42, "question": "What is launching here?", "question_id": 420}]
+    answers = [{"answer": a, "answer_id": i + 1}
+               for i, a in enumerate(["rocket"] * 8 + ["space shuttle"] * 2)]
+    anns = [{"image_id": 42, "question_id": 420, "answers": answers}]
+    okvqa = root / "okvqa"
+    (okvqa / "OpenEnded_mscoco_val2014_questions.json").write_text(json.dumps({"questions": qs}))
+    (okvqa / "mscoco_val2014_annotations.json").write_text(json.dumps({"annotations": anns}))
+
+# %% ../nbs/25_benchmarks.ipynb
+def _samples_refer(root, sk):
+    "RefCOCO, RefCOCO+ and RefCOCOg: REFER's pickled refs and instances.json, over two images."
+    import pickle
+    size = _sample_img(sk.astronaut(), root / "coco/train2014/COCO_train2014_000000000009.jpg")
+    size2 = _sample_img(sk.chelsea(), root / "coco/train2014/COCO_train2014_000000000025.jpg")
+    images = [{"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg", "width": s[0], "height": s[1]}
+              for i, s in [(9, size), (25, size2)]]
     anns = [{"id": 1, "image_id": 9, "bbox": [40.0, 10.0, 70.0, 80.0], "category_id": 1},
             {"id": 2, "image_id": 25, "bbox": [20.0, 15.0, 100.0, 70.0], "category_id": 17}]
-    refs = {"refcoco": [dict(ref_id=0, ann_id=1, image_id=9, split="val", sentences=[{"sent": "woman in white suit"}, {"sent": "the astronaut"}]),
-                        dict(ref_id=1, ann_id=2, image_id=25, split="testA", sentences=[{"sent": "cat"}]),
-                        dict(ref_id=2, ann_id=2, image_id=25, split="testB", sentences=[{"sent": "striped cat"}])],
-            "refcoco+": [dict(ref_id=0, ann_id=1, image_id=9, split="val", sentences=[{"sent": "person smiling"}]),
-                         dict(ref_id=1, ann_id=2, image_id=25, split="testA", sentences=[{"sent": "furry animal"}]),
-                         dict(ref_id=2, ann_id=2, image_id=25, split="testB", sentences=[{"sent": "tabby"}])],
-            "refcocog": [dict(ref_id=0, ann_id=1, image_id=9, split="val", sentences=[{"sent": "a woman in a white space suit"}]),
-                         dict(ref_id=1, ann_id=2, image_id=25, split="test", sentences=[{"sent": "a cat lying on a blanket"}])]}
+    cats = [{"id": 1, "name": "person"}, {"id": 17, "name": "cat"}]
+    ref = lambda i, ann, im, split, *sents: dict(ref_id=i, ann_id=ann, image_id=im, split=split,
+                                                  sentences=[{"sent": s} for s in sents])
+    refs = {"refcoco": [ref(0, 1, 9, "val", "woman in white suit", "the astronaut"),
+                        ref(1, 2, 25, "testA", "cat"), ref(2, 2, 25, "testB", "striped cat")],
+            "refcoco+": [ref(0, 1, 9, "val", "person smiling"),
+                         ref(1, 2, 25, "testA", "furry animal"), ref(2, 2, 25, "testB", "tabby")],
+            "refcocog": [ref(0, 1, 9, "val", "a woman in a white space suit"),
+                         ref(1, 2, 25, "test", "a cat lying on a blanket")]}
     for d, rs in refs.items():
         dd = root / "refcoco_annotations" / d; dd.mkdir(parents=True)
-        pickle.dump([dict(r, category_id=1, sent_ids=list(range(len(r["sentences"])))) for r in rs], open(dd / f"refs({REFER_SPLITBY[d]}).p", "wb"))
-        (dd / "instances.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}, {"id": 17, "name": "cat"}]}))
-    (root / "README.md").write_text("# benchmark samples\n\nA few items of each benchmark in its official layout (see `nbs/18_benchmarks.ipynb`), "
-                                    "made from scikit-image photos (licences in ../README.md). Some records are broken on purpose.\n")
+        rs = [dict(r, category_id=1, sent_ids=list(range(len(r["sentences"])))) for r in rs]
+        with open(dd / f"refs({REFER_SPLITBY[d]}).p", "wb") as f: pickle.dump(rs, f)
+        (dd / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                       "categories": cats}))
+
+# %% ../nbs/25_benchmarks.ipynb
+def build_benchmark_samples(root):
+    "Write the benchmark sample files (official layouts) under `root`."
+    import skimage.data as sk
+    root = Path(root); shutil.rmtree(root, ignore_errors=True)
+    _samples_gqa_vsr(root, sk); _samples_iconqa_vizwiz(root, sk)
+    _samples_hm_okvqa(root, sk); _samples_refer(root, sk)
+    (root / "README.md").write_text(
+        "# benchmark samples\n\nA few items of each benchmark in its official layout (see "
+        "`nbs/25_benchmarks.ipynb`), made from scikit-image photos (licences in ../README.md). "
+        "Some records are broken on purpose.\n")
     return root
 
 # %% ../nbs/25_benchmarks.ipynb
@@ -281,6 +349,7 @@ def yes_no(answer: str, lenient: bool = False) -> int | None:
     words = normalize_answer(answer).split()
     return LABEL_WORDS.get((words[0] if lenient else " ".join(words)) if words else "")
 
+# %% ../nbs/25_benchmarks.ipynb
 def score_item(kind: str, item: BenchItem, pred: str, mode: str = "correct",
                rank: int | None = None, stage: int = 4) -> float:
     "Score (0-1; upstream VSR to 2) of raw answer `pred`; `rank`: IconQA's pick; `stage`: template."
@@ -305,10 +374,13 @@ def _upstream_refer_box(pred: str):
 
 def _iou_plus1(a, b) -> float:
     "IoU with the +1-pixel convention upstream's computeIoU uses."
-    ix, iy = max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1), max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
     inter = ix * iy
-    return inter / ((a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter)
+    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)
+    return inter / (area(a) + area(b) - inter)
 
+# %% ../nbs/25_benchmarks.ipynb
 def _score_upstream(kind: str, item: BenchItem, pred: str, rank: int | None) -> float:
     "Upstream's scoring of one raw prediction, quirks included (spec §7.2)."
     if kind in ("exact", "synth"): return float(item.answers[0] in pred.lower())
@@ -334,7 +406,8 @@ def _score_upstream(kind: str, item: BenchItem, pred: str, rank: int | None) -> 
 # %% ../nbs/25_benchmarks.ipynb
 def auroc(scores, labels) -> float:
     "Area under the ROC curve (Mann-Whitney; ties count half)."
-    pos, neg = [s for s, l in zip(scores, labels) if l == 1], [s for s, l in zip(scores, labels) if l == 0]
+    pos = [s for s, l in zip(scores, labels) if l == 1]
+    neg = [s for s, l in zip(scores, labels) if l == 0]
     if not pos or not neg: return float("nan")
     return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
 
@@ -351,7 +424,8 @@ def aggregate(bench: str, items: list[BenchItem], preds: dict, mode: str = "corr
             for it, p in scored]
     out = {"score": 100 * sum(vals) / len(vals) if vals else float("nan"), "n": len(vals)}
     if kind == "hm" and mode != "upstream" and all("yes_minus_no" in p for _, p in scored):
-        out["auroc"] = 100 * auroc([p["yes_minus_no"] for _, p in scored], [it.label for it, _ in scored])
+        out["auroc"] = 100 * auroc([p["yes_minus_no"] for _, p in scored],
+                                   [it.label for it, _ in scored])
     return out
 
 def bench_kind(bench: str) -> str:
@@ -363,29 +437,39 @@ def bench_kind(bench: str) -> str:
 # %% ../nbs/25_benchmarks.ipynb
 TEMPLATE_STAGE = {"train": 4, "upstream": 3}
 
-def candidate_losses(model, prompts: list[str], images: list, candidates: list[list[str]], stage: int = 4, batch_size: int = 16) -> list[list[float]]:
-    "Mean answer-token cross-entropy of each candidate answer to each (prompt, image) (lower = more likely)."
+def candidate_losses(model, prompts: list[str], images: list, candidates: list[list[str]],
+                     stage: int = 4, batch_size: int = 16) -> list[list[float]]:
+    """Mean answer-token cross-entropy of each candidate answer to each (prompt, image) (lower =
+    more likely)."""
     pairs = [(i, c) for i, cs in enumerate(candidates) for c in cs]
-    out = [tot / max(n, 1) for tot, n in answer_losses(model, [[(prompts[i], c)] for i, c in pairs], [images[i] for i, _ in pairs], stage, batch_size)]
+    got = answer_losses(model, [[(prompts[i], c)] for i, c in pairs], [images[i] for i, _ in pairs],
+                        stage, batch_size)
+    out = [tot / max(n, 1) for tot, n in got]
     res, n = [], 0
     for cs in candidates: res.append(out[n:n + len(cs)]); n += len(cs)
     return res
 
-def predict(model, bench: str, items: list[BenchItem], template: str = "train", max_new_tokens: int = 20, batch_size: int = 16,
-            stop: bool = False) -> list[dict]:
-    "Prediction records for `items`: raw generation (cut where the template goes on when `stop`), and candidate losses / rank where the metric needs them."
+# %% ../nbs/25_benchmarks.ipynb
+def predict(model, bench: str, items: list[BenchItem], template: str = "train",
+            max_new_tokens: int = 20, batch_size: int = 16, stop: bool = False) -> list[dict]:
+    """Prediction records for `items`: raw generation (cut where the template goes on when `stop`),
+    and candidate losses / rank where the metric needs them."""
     stage, kind = TEMPLATE_STAGE[template], bench_kind(bench)
     prompt = BENCHMARKS[bench].prompt if bench in BENCHMARKS else "{}"
     prompts, images = [prompt.format(it.question) for it in items], [it.image for it in items]
     if kind == "rank":
-        losses = candidate_losses(model, prompts, images, [it.choices for it in items], stage, batch_size)
-        return [{"id": it.id, "prediction": it.choices[min(range(len(l)), key=l.__getitem__)], "rank": min(range(len(l)), key=l.__getitem__),
-                 "losses": l} for it, l in zip(items, losses)]
+        losses = candidate_losses(model, prompts, images, [it.choices for it in items], stage,
+                                  batch_size)
+        best = [min(range(len(l)), key=l.__getitem__) for l in losses]
+        return [{"id": it.id, "prediction": it.choices[k], "rank": k, "losses": l}
+                for it, l, k in zip(items, losses, best)]
     settings = GenerationSettings(max_new_tokens=max_new_tokens, repetition_penalty=1.0)
     preds = answer_questions(model, prompts, images, stage, settings, batch_size, cut=stop)
     recs = [{"id": it.id, "prediction": p} for it, p in zip(items, preds)]
     if kind == "hm":
-        for r, l in zip(recs, candidate_losses(model, prompts, images, [["yes", "no"]] * len(items), stage, batch_size)): r["yes_minus_no"] = l[1] - l[0]
+        yes_no = candidate_losses(model, prompts, images, [["yes", "no"]] * len(items), stage,
+                                  batch_size)
+        for r, l in zip(recs, yes_no): r["yes_minus_no"] = l[1] - l[0]
     return recs
 
 # %% ../nbs/25_benchmarks.ipynb
@@ -487,7 +571,8 @@ def evaluate(model, benches, root=None, out=None, limit: int | None = None,
 def results_table(results: dict, max_skipped: int = 20) -> str:
     "Markdown: our scores beside the paper's and InstructBLIP's, then the records skipped."
     modes = [m for m in SCORINGS if any(m in r for r in results.values())]
-    head = "| benchmark | n | " + " | ".join(f"ours ({m})" for m in modes) + " | TinyGPT-V (paper) | InstructBLIP 13B |"
+    head = ("| benchmark | n | " + " | ".join(f"ours ({m})" for m in modes)
+            + " | TinyGPT-V (paper) | InstructBLIP 13B |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     fmt = lambda x: "–" if x is None else f"{x:.1f}"
     for b, r in results.items():
@@ -498,7 +583,8 @@ def results_table(results: dict, max_skipped: int = 20) -> str:
             if "auroc" in v: s += f" (AUROC {v['auroc']:.1f})"
             cells.append(s)
         n = next(iter(v.get("n", 0) for m in modes for v in [r.get(m, {})]))
-        lines.append(f"| {b} | {n} | " + " | ".join(cells) + f" | {fmt(bm.paper if bm else None)} | {fmt(bm.instructblip if bm else None)} |")
+        ref = f" | {fmt(bm.paper if bm else None)} | {fmt(bm.instructblip if bm else None)} |"
+        lines.append(f"| {b} | {n} | " + " | ".join(cells) + ref)
     skipped = {b: r["skipped"] for b, r in results.items() if r.get("skipped")}
     if skipped: lines += ["", "Records skipped as malformed (not scored):", ""]
     for b, s in skipped.items():
@@ -507,6 +593,7 @@ def results_table(results: dict, max_skipped: int = 20) -> str:
             lines.append(f"- {b}: … and {len(s) - max_skipped} more (results.json lists them all)")
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/25_benchmarks.ipynb
 def plot_results(results: dict, path=None):
     "Bar chart of the scores per benchmark, with the paper's TinyGPT-V numbers."
     import matplotlib; import matplotlib.pyplot as plt
@@ -515,16 +602,21 @@ def plot_results(results: dict, path=None):
     modes = [m for m in SCORINGS if any(m in r for r in results.values())]
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 3), dpi=80)
     w = 0.8 / (len(modes) + 1)
-    for k, m in enumerate(modes): ax.bar(x + k * w, [results[n].get(m, {}).get("score", 0) for n in names], w, label=f"ours ({m})")
-    ax.bar(x + len(modes) * w, [(BENCHMARKS[n].paper if n in BENCHMARKS and BENCHMARKS[n].paper else 0) for n in names], w, label="paper", color="gray")
-    ax.set_xticks(x + w * len(modes) / 2, names, fontsize=8); ax.set_ylabel("score (%)"); ax.legend(fontsize=7)
+    for k, m in enumerate(modes):
+        ax.bar(x + k * w, [results[n].get(m, {}).get("score", 0) for n in names], w,
+               label=f"ours ({m})")
+    paper = [(BENCHMARKS[n].paper if n in BENCHMARKS and BENCHMARKS[n].paper else 0) for n in names]
+    ax.bar(x + len(modes) * w, paper, w, label="paper", color="gray")
+    ax.set_xticks(x + w * len(modes) / 2, names, fontsize=8); ax.set_ylabel("score (%)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     if path: fig.savefig(path); plt.close(fig)
     return fig
 
 # %% ../nbs/25_benchmarks.ipynb
 def synth_items(kind: str, n: int = 100, split: str = "test") -> list[BenchItem]:
-    "Held-out synthetic questions of `kind` as benchmark items (the question already holds its task identifier)."
+    """Held-out synthetic questions of `kind` as benchmark items (the question already holds its
+    task identifier)."""
     ds = SyntheticDataset(kind, split, n)
     items = []
     for i in range(n):

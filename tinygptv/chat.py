@@ -58,17 +58,18 @@ class Chat:
     @classmethod
     def load(cls, folder, device: str = "auto", quant: str = "none", merge_lora: bool = True, vision: str = "none",
              **kw) -> "Chat":
-        """A chat over a model folder on `device`, Phi-2's linear layers quantized as asked (`none`, `int4`,
-        `8bit`, `4bit`, `int8-dynamic`) and the vision side with `vision` (see *Quantized inference*).
-        `merge_lora` (default) folds the adapter into Phi-2 while loading; `merge_lora=False` with no
-        quantization loads the folder as trained. A pre-quantized folder (`tinygptv quantize`) loads as
-        it is, memory-mapped, on the CPU."""
+        """A chat over a model folder on `device`, Phi-2's linear layers quantized as asked
+        (`none`, `int4`, `8bit`, `4bit`, `int8-dynamic`) and the vision side with `vision` (see
+        *Quantized inference*). `merge_lora` (default) folds the adapter into Phi-2 while loading;
+        `merge_lora=False` with no quantization loads the folder as trained. A pre-quantized
+        folder (`tinygptv quantize`) loads as it is, memory-mapped, on the CPU."""
         dev = pick_device(device)
         if is_prequantized(folder):
             if dev.type != "cpu":
                 log.warning(f"{folder} holds layers for torch's CPU kernels: loading it on the CPU")
             model = load_prequantized(folder, "cpu", quant, vision)
-        elif quant == "none" and vision == "none" and not merge_lora: model = TinyGPTV.from_pretrained(folder).to(dev)
+        elif quant == "none" and vision == "none" and not merge_lora:
+            model = TinyGPTV.from_pretrained(folder).to(dev)
         else: model = load_quantized(folder, quant, merge_lora=merge_lora, vision=vision, device=str(dev))
         return cls(model, **kw)
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from PIL import Image, UnidentifiedImageError
 
-from .prompts import (alignment_prompts, blip_caption, box_to_grid, format_box, task_instruction)
+from .prompts import (alignment_prompts, blip_caption, box_to_grid, format_box,
+                              task_instruction)
 from .vision import MAX_PIXELS, BadImage, load_image
 
 # %% auto 0
@@ -78,10 +80,13 @@ def _need(path: Path, what: str) -> Path:
 
 def _json(path: Path, what: str):
     try: return json.loads(_need(path, what).read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e}); expected {what}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); expected {what}") from None
 
+# %% ../nbs/09_datasets.ipynb
 class Reader(torch.utils.data.Dataset):
-    "Base of the map-style readers: subclasses define `name`, `task`, `_records()`, `_image(rec)` and `_sample(rec, rng)`."
+    """Base of the map-style readers: subclasses define `name`, `task`, `_records()`, `_image(rec)`
+    and `_sample(rec, rng)`."""
     name, task = "reader", None
     def __init__(self, seed: int = 0, check_images: bool = True, max_pixels: int = MAX_PIXELS):
         self.seed, self.epoch = seed, 0
@@ -109,7 +114,8 @@ class Reader(torch.utils.data.Dataset):
 
 # %% ../nbs/09_datasets.ipynb
 def expand_braces(pattern: str) -> list[str]:
-    "Expand `{00000..00012}` ranges (zero-padded) and `{a,b}` lists, as webdataset's brace notation does."
+    """Expand `{00000..00012}` ranges (zero-padded) and `{a,b}` lists, as webdataset's brace
+    notation does."""
     m = re.search(r"\{([^{}]*)\}", pattern)
     if not m: return [pattern]
     body = m[1]
@@ -119,34 +125,28 @@ def expand_braces(pattern: str) -> list[str]:
     else: items = body.split(",")
     return [x for it in items for x in expand_braces(pattern[:m.start()] + it + pattern[m.end():])]
 
+# %% ../nbs/09_datasets.ipynb
 class ShardReader(torch.utils.data.IterableDataset):
     "Image–caption pairs streamed from WebDataset tar shards (LAION, CC, SBU)."
     task = None
-    def __init__(self, shards, name: str = "laion", seed: int = 0, shuffle_buffer: int = 1000, resample: bool = False):
+    def __init__(self, shards, name: str = "laion", seed: int = 0, shuffle_buffer: int = 1000,
+                 resample: bool = False):
         "`shards`: a brace pattern (`.../{00000..05244}.tar`) or a list of tar files."
-        self.name, self.seed, self.shuffle_buffer, self.resample, self.epoch = name, seed, shuffle_buffer, resample, 0
+        self.name, self.seed, self.epoch = name, seed, 0
+        self.shuffle_buffer, self.resample = shuffle_buffer, resample
         pattern = shards
-        shards = expand_braces(str(shards)) if isinstance(shards, (str, Path)) else [str(s) for s in shards]
+        if isinstance(shards, (str, Path)): shards = expand_braces(str(shards))
+        else: shards = [str(s) for s in shards]
         self.shards = [s for s in shards if Path(s).exists()]
         self.report = DataReport(name, records=0)
         if len(self.shards) < len(shards):
-            self.report.notes.append(f"{len(shards) - len(self.shards)} of {len(shards)} shards missing (e.g. {Path(next(s for s in shards if not Path(s).exists())).name})")
-        if not self.shards: raise FileNotFoundError(f"{pattern}: no shard found; expected WebDataset .tar files with <key>.jpg and <key>.json")
+            self.report.notes.append(
+                f"{len(shards) - len(self.shards)} of {len(shards)} shards missing (e.g. "
+                f"{Path(next(s for s in shards if not Path(s).exists())).name})")
+        if not self.shards:
+            raise FileNotFoundError(f"{pattern}: no shard found; expected WebDataset .tar files "
+                                    "with <key>.jpg and <key>.json")
         self.skipped = {"no image": 0, "no caption": 0}
-
-    def _read_shard(self, path):
-        groups = {}
-        with tarfile.open(path) as tf:
-            for m in tf:
-                if not m.isfile(): continue
-                key, _, ext = m.name.rpartition(".")
-                groups.setdefault(key, {})[ext] = tf.extractfile(m).read()
-        for key, g in groups.items():
-            if "json" not in g or not json.loads(g["json"]).get("caption"): self.skipped["no caption"] += 1; continue
-            img = g.get("jpg") or g.get("png") or g.get("jpeg")
-            if img is None: self.skipped["no image"] += 1; continue
-            yield Sample(self.name, Path(key).name, [("", blip_caption(json.loads(g["json"])["caption"]))],
-                         Image.open(io.BytesIO(img)), meta={"shard": Path(path).name})
 
     def __iter__(self):
         rng = random.Random(f"{self.name}-{self.seed}-{self.epoch}")
@@ -162,15 +162,37 @@ class ShardReader(torch.utils.data.IterableDataset):
             self.epoch += 1; rng = random.Random(f"{self.name}-{self.seed}-{self.epoch}")
 
 # %% ../nbs/09_datasets.ipynb
+@patch
+def _read_shard(self: ShardReader, path):
+    groups = {}
+    with tarfile.open(path) as tf:
+        for m in tf:
+            if not m.isfile(): continue
+            key, _, ext = m.name.rpartition(".")
+            groups.setdefault(key, {})[ext] = tf.extractfile(m).read()
+    for key, g in groups.items():
+        if "json" not in g or not json.loads(g["json"]).get("caption"):
+            self.skipped["no caption"] += 1; continue
+        img = g.get("jpg") or g.get("png") or g.get("jpeg")
+        if img is None: self.skipped["no image"] += 1; continue
+        yield Sample(self.name, Path(key).name,
+                     [("", blip_caption(json.loads(g["json"])["caption"]))],
+                     Image.open(io.BytesIO(img)), meta={"shard": Path(path).name})
+
+# %% ../nbs/09_datasets.ipynb
 class CCSBUAlign(Reader):
     "MiniGPT-4's stage-2 (TinyGPT-V stage-3) detailed descriptions."
     name = "cc_sbu_align"
     def __init__(self, root, prompts=None, **kw):
         self.root, self.prompts = Path(root), prompts or alignment_prompts()
         super().__init__(**kw)
-    def _records(self): return _json(self.root / "filter_cap.json", '{"annotations": [{"image_id", "caption"}]}')["annotations"]
+    def _records(self):
+        return _json(self.root / "filter_cap.json",
+                     '{"annotations": [{"image_id", "caption"}]}')["annotations"]
     def _image(self, r): return self.root / "image" / f"{r['image_id']}.jpg"
-    def _sample(self, r, rng): return Sample(self.name, str(r["image_id"]), [(rng.choice(self.prompts), r["caption"])], self._image(r))
+    def _sample(self, r, rng):
+        return Sample(self.name, str(r["image_id"]), [(rng.choice(self.prompts), r["caption"])],
+                      self._image(r))
 
 # %% ../nbs/09_datasets.ipynb
 def _coco(roots, name):
@@ -182,7 +204,8 @@ def _coco(roots, name):
 def _roots(r): return [Path(x) for x in (r if isinstance(r, (list, tuple)) else [r])]
 
 class LlavaSingle(Reader):
-    "LLaVA-Instruct `detail_23k.json` / `complex_reasoning_77k.json`: the first question (text-processed), the first answer (raw)."
+    """LLaVA-Instruct `detail_23k.json` / `complex_reasoning_77k.json`: the first question
+    (text-processed), the first answer (raw)."""
     def __init__(self, ann, coco_roots, name="llava_detail", **kw):
         self.ann, self.coco, self.name = Path(ann), _roots(coco_roots), name
         super().__init__(**kw)
@@ -193,43 +216,62 @@ class LlavaSingle(Reader):
         q = blip_caption(c[0]["value"].replace("<image>", "").replace("\n", "").strip())
         return Sample(self.name, str(r["id"]), [(q, c[1]["value"])], self._image(r))
 
+# %% ../nbs/09_datasets.ipynb
 class Conversation(Reader):
-    "Multi-turn conversations (`conversation_58k.json`, MiniGPT-v2's `multitask_conversation.json`): every answer learnt."
+    """Multi-turn conversations (`conversation_58k.json`, MiniGPT-v2's
+    `multitask_conversation.json`): every answer learnt."""
     def __init__(self, ann, coco_roots, name="llava_conversation", **kw):
         self.ann, self.coco, self.name = Path(ann), _roots(coco_roots), name
         super().__init__(**kw)
-    def _records(self): return _json(self.ann, 'a list of {"id", "conversations": [{"from", "value"}, ...]}')
+    def _records(self):
+        return _json(self.ann, 'a list of {"id", "conversations": [{"from", "value"}, ...]}')
     def _image(self, r): return _coco(self.coco, f"COCO_train2014_{r['id']}.jpg")
     def _sample(self, r, rng):
         c = r["conversations"]
-        qs = [c[0]["value"].replace("<image>", "").replace("\n", "").strip()] + [x["value"] for x in c[2::2]]
-        return Sample(self.name, str(r["id"]), list(zip(qs, [x["value"] for x in c[1::2]])), self._image(r))
+        first = c[0]["value"].replace("<image>", "").replace("\n", "").strip()
+        qs = [first] + [x["value"] for x in c[2::2]]
+        return Sample(self.name, str(r["id"]), list(zip(qs, [x["value"] for x in c[1::2]])),
+                      self._image(r))
 
 class UnnaturalInstructions(Reader):
-    "MiniGPT-v2's `filtered_unnatural_instruction.json`: text only; instruction (+ constraints) and output text-processed."
+    """MiniGPT-v2's `filtered_unnatural_instruction.json`: text only; instruction (+ constraints)
+    and output text-processed."""
     name = "unnatural_instruction"
     def __init__(self, ann, **kw): self.ann = Path(ann); super().__init__(**kw)
-    def _records(self): return _json(self.ann, 'a list of {"instances": [{"instruction_with_input", "constraints", "output"}]}')
+    def _records(self):
+        return _json(self.ann, 'a list of {"instances": [{"instruction_with_input", "constraints", '
+                               '"output"}]}')
     def _sample(self, r, rng):
         x = r["instances"][0]
-        q = x["instruction_with_input"] + (" " + x["constraints"] if x.get("constraints") is not None else "")
-        return Sample(self.name, str(r.get("id", "")), [(blip_caption(q), blip_caption(x["output"]))], None)
+        q = x["instruction_with_input"]
+        if x.get("constraints") is not None: q += " " + x["constraints"]
+        return Sample(self.name, str(r.get("id", "")),
+                      [(blip_caption(q), blip_caption(x["output"]))], None)
 
 # %% ../nbs/09_datasets.ipynb
 class Flickr(Reader):
-    "Flickr30k grounded caption (`grounded`), caption→phrases (`caption_to_phrase`), phrase→box (`phrase_to_box`)."
-    NAMES = {"grounded": "flickr_grounded_caption", "caption_to_phrase": "flickr_CaptionToPhrase", "phrase_to_box": "flickr_ObjectToPhrase"}
+    """Flickr30k grounded caption (`grounded`), caption→phrases (`caption_to_phrase`), phrase→box
+    (`phrase_to_box`)."""
+    NAMES = {"grounded": "flickr_grounded_caption", "caption_to_phrase": "flickr_CaptionToPhrase",
+             "phrase_to_box": "flickr_ObjectToPhrase"}
     def __init__(self, ann, image_root, kind="grounded", **kw):
-        if kind not in self.NAMES: raise ValueError(f"kind must be one of {list(self.NAMES)}, got {kind!r}")
-        self.ann, self.images, self.kind, self.name = Path(ann), Path(image_root), kind, self.NAMES[kind]
+        if kind not in self.NAMES:
+            raise ValueError(f"kind must be one of {list(self.NAMES)}, got {kind!r}")
+        self.ann, self.images, self.kind = Path(ann), Path(image_root), kind
+        self.name = self.NAMES[kind]
         self.task = "[grounding]" if kind == "grounded" else "[detection]"
         super().__init__(**kw)
-    def _records(self): return _json(self.ann, f"MiniGPT-v2's Flickr30k {self.kind} annotations (a list of records with image_id)")
+    def _records(self):
+        what = f"MiniGPT-v2's Flickr30k {self.kind} annotations (a list of records with image_id)"
+        return _json(self.ann, what)
     def _image(self, r): return self.images / f"{r['image_id']}.jpg"
     def _sample(self, r, rng):
-        if self.kind == "grounded": q, a = task_instruction("[grounding]", rng=rng), r["grounded_caption"]
-        elif self.kind == "caption_to_phrase": q, a = task_instruction("[detection]", r["caption"]), r["output"]
-        else: q, a = task_instruction("[detection]", r["phrase"]), f"<p>{r['phrase']}</p> {r['bbox']}"
+        if self.kind == "grounded":
+            q, a = task_instruction("[grounding]", rng=rng), r["grounded_caption"]
+        elif self.kind == "caption_to_phrase":
+            q, a = task_instruction("[detection]", r["caption"]), r["output"]
+        else:
+            q, a = task_instruction("[detection]", r["phrase"]), f"<p>{r['phrase']}</p> {r['bbox']}"
         return Sample(self.name, str(r["image_id"]), [(q, a)], self._image(r))
 
 # %% ../nbs/09_datasets.ipynb
@@ -237,7 +279,8 @@ REFER_SPLITBY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
 
 class _PlainUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"refuses to load {module}.{name}: a REFER refs file holds only lists, dicts, strings and numbers")
+        raise pickle.UnpicklingError(f"refuses to load {module}.{name}: a REFER refs file holds "
+                                     "only lists, dicts, strings and numbers")
 
 def read_refs(path) -> list[dict]:
     "A REFER `refs(...).p` file, unpickled without executing code."
@@ -245,20 +288,28 @@ def read_refs(path) -> list[dict]:
         try: return _PlainUnpickler(f, encoding="latin1").load()
         except pickle.UnpicklingError as e: raise ValueError(f"{path}: {e}") from None
 
+# %% ../nbs/09_datasets.ipynb
 class RefCOCO(Reader):
-    "RefCOCO / RefCOCO+ / RefCOCOg (`[refer]`), or with `inverse=True` their `[identify]` counterparts."
+    """RefCOCO / RefCOCO+ / RefCOCOg (`[refer]`), or with `inverse=True` their `[identify]`
+    counterparts."""
     def __init__(self, ann_root, coco_roots, dataset="refcoco", split="train", inverse=False, **kw):
-        if dataset not in REFER_SPLITBY: raise ValueError(f"dataset must be one of {list(REFER_SPLITBY)}, got {dataset!r}")
-        self.dir, self.coco, self.dataset, self.split, self.inverse = Path(ann_root) / dataset, _roots(coco_roots), dataset, split, inverse
+        if dataset not in REFER_SPLITBY:
+            raise ValueError(f"dataset must be one of {list(REFER_SPLITBY)}, got {dataset!r}")
+        self.dir, self.coco = Path(ann_root) / dataset, _roots(coco_roots)
+        self.dataset, self.split, self.inverse = dataset, split, inverse
         self.name = ("inv" if inverse else "") + dataset.replace("+", "p")
         self.task = "[identify]" if inverse else "[refer]"
         super().__init__(**kw)
     def _records(self):
         refs = read_refs(self.dir / f"refs({REFER_SPLITBY[self.dataset]}).p")
-        inst = _json(self.dir / "instances.json", "REFER's instances.json (COCO images, annotations, categories)")
+        inst = _json(self.dir / "instances.json",
+                     "REFER's instances.json (COCO images, annotations, categories)")
         anns = {a["id"]: a for a in inst["annotations"]}
-        out = [dict(r, bbox=anns[r["ann_id"]]["bbox"]) for r in refs if r["split"] == self.split or self.split == "test" and "test" in r["split"]]
-        if not out: raise ValueError(f"{self.dir}: no refs in split {self.split!r} (splits present: {sorted({r['split'] for r in refs})})")
+        keep = lambda r: r["split"] == self.split or self.split == "test" and "test" in r["split"]
+        out = [dict(r, bbox=anns[r["ann_id"]]["bbox"]) for r in refs if keep(r)]
+        if not out:
+            raise ValueError(f"{self.dir}: no refs in split {self.split!r} (splits present: "
+                             f"{sorted({r['split'] for r in refs})})")
         return out
     def _image(self, r): return _coco(self.coco, f"COCO_train2014_{r['image_id']:012d}.jpg")
     def grid_box(self, r) -> str:
@@ -266,8 +317,10 @@ class RefCOCO(Reader):
         return format_box(*box_to_grid(*r["bbox"], W, H))
     def _sample(self, r, rng):
         sent, box = blip_caption(rng.choice(r["sentences"])["raw"]), self.grid_box(r)
-        q, a = (task_instruction("[identify]", box, rng), sent) if self.inverse else (task_instruction("[refer]", sent, rng), box)
-        return Sample(self.name, str(r["ref_id"]), [(q, a)], self._image(r), meta={"bbox": r["bbox"], "sentence": sent})
+        if self.inverse: q, a = task_instruction("[identify]", box, rng), sent
+        else: q, a = task_instruction("[refer]", sent, rng), box
+        return Sample(self.name, str(r["ref_id"]), [(q, a)], self._image(r),
+                      meta={"bbox": r["bbox"], "sentence": sent})
 
 # %% ../nbs/09_datasets.ipynb
 def iter_json_array(path, chunk: int = 1 << 20):
@@ -291,6 +344,7 @@ def iter_json_array(path, chunk: int = 1 << 20):
             if len(buf) < chunk and not done:
                 more = f.read(chunk); done = not more; buf += more
 
+# %% ../nbs/09_datasets.ipynb
 class VisualGenome(Reader):
     "Visual Genome region descriptions as `[refer]` samples (regions under 16,384 px²)."
     name, task = "refvg", "[refer]"
@@ -298,35 +352,49 @@ class VisualGenome(Reader):
         self.dir, self.max_area = Path(data_dir), max_area
         super().__init__(**kw)
     def _records(self):
-        urls = {d["image_id"]: d["url"] for d in _json(self.dir / "image_data.json", "Visual Genome's image_data.json")}
+        urls = {d["image_id"]: d["url"]
+                for d in _json(self.dir / "image_data.json", "Visual Genome's image_data.json")}
         recs = []
-        for item in iter_json_array(_need(self.dir / "region_descriptions.json", "Visual Genome's region_descriptions.json")):
+        for item in iter_json_array(_need(self.dir / "region_descriptions.json",
+                                          "Visual Genome's region_descriptions.json")):
             for g in item["regions"]:
                 if g["width"] * g["height"] < self.max_area:
-                    recs.append((g["image_id"], g["x"], g["y"], g["width"], g["height"], g["phrase"], "/".join(urls[g["image_id"]].split("/")[-2:])))
+                    recs.append((g["image_id"], g["x"], g["y"], g["width"], g["height"],
+                                 g["phrase"], "/".join(urls[g["image_id"]].split("/")[-2:])))
         return recs
     def _image(self, r): return self.dir / r[6]
     def _sample(self, r, rng):
         W, H = image_size(self._image(r))
         phrase = blip_caption(r[5])
-        return Sample(self.name, str(r[0]), [(task_instruction("[refer]", phrase, rng), format_box(*box_to_grid(*r[1:5], W, H)))], self._image(r))
+        return Sample(self.name, str(r[0]),
+                      [(task_instruction("[refer]", phrase, rng),
+                        format_box(*box_to_grid(*r[1:5], W, H)))], self._image(r))
 
 # %% ../nbs/09_datasets.ipynb
 class TextCaps(Reader):
     name, task = "textcaps_caption", "[caption]"
-    def __init__(self, ann, image_root, **kw): self.ann, self.images = Path(ann), Path(image_root); super().__init__(**kw)
-    def _records(self): return _json(self.ann, 'TextCaps {"data": [{"image_id", "caption_str"}]}')["data"]
+    def __init__(self, ann, image_root, **kw):
+        self.ann, self.images = Path(ann), Path(image_root); super().__init__(**kw)
+    def _records(self):
+        return _json(self.ann, 'TextCaps {"data": [{"image_id", "caption_str"}]}')["data"]
     def _image(self, r): return self.images / f"{r['image_id']}.jpg"
     def _sample(self, r, rng):
-        return Sample(self.name, str(r["image_id"]), [(task_instruction("[caption]", rng=rng), blip_caption(r["caption_str"]))], self._image(r))
+        return Sample(self.name, str(r["image_id"]),
+                      [(task_instruction("[caption]", rng=rng), blip_caption(r["caption_str"]))],
+                      self._image(r))
 
 class COCOCaption(Reader):
     name, task = "coco_caption", "[caption]"
-    def __init__(self, ann, coco_roots, **kw): self.ann, self.coco = Path(ann), _roots(coco_roots); super().__init__(**kw)
-    def _records(self): return [r for r in _json(self.ann, 'LAVIS coco_karpathy_train.json [{"image", "caption"}]') if "train" in r["image"]]
+    def __init__(self, ann, coco_roots, **kw):
+        self.ann, self.coco = Path(ann), _roots(coco_roots); super().__init__(**kw)
+    def _records(self):
+        return [r for r in _json(self.ann, 'LAVIS coco_karpathy_train.json [{"image", "caption"}]')
+                if "train" in r["image"]]
     def _image(self, r): return _coco(self.coco, r["image"].split("/")[-1])
     def _sample(self, r, rng):
-        return Sample(self.name, r["image"].split("/")[-1], [(task_instruction("[caption]", rng=rng), blip_caption(r["caption"]))], self._image(r))
+        return Sample(self.name, r["image"].split("/")[-1],
+                      [(task_instruction("[caption]", rng=rng), blip_caption(r["caption"]))],
+                      self._image(r))
 
 # %% ../nbs/09_datasets.ipynb
 def _weighted_answer(answers, rng):
@@ -336,58 +404,91 @@ def _weighted_answer(answers, rng):
     return rng.choices(list(counts), weights=list(counts.values()), k=1)[0]
 
 class VQA(Reader):
-    "COCO-VQA / OK-VQA (LAVIS format, list `answer`), A-OKVQA (`direct_answers`) and GQA (one `answer`)."
+    """COCO-VQA / OK-VQA (LAVIS format, list `answer`), A-OKVQA (`direct_answers`) and GQA (one
+    `answer`)."""
     task = "[vqa]"
     def __init__(self, anns, image_roots, name="coco_vqa", **kw):
         self.anns = [Path(a) for a in (anns if isinstance(anns, (list, tuple)) else [anns])]
         self.roots, self.name = _roots(image_roots), name
         super().__init__(**kw)
-    def _records(self): return [r for a in self.anns for r in _json(a, 'a LAVIS VQA list of {"question", "answer" | "direct_answers", "image"}')]
-    def _image(self, r): return _coco(self.roots, r["image"] if self.name == "gqa" else r["image"].split("/")[-1])
+    def _records(self):
+        what = 'a LAVIS VQA list of {"question", "answer" | "direct_answers", "image"}'
+        return [r for a in self.anns for r in _json(a, what)]
+    def _image(self, r):
+        return _coco(self.roots, r["image"] if self.name == "gqa" else r["image"].split("/")[-1])
     def _sample(self, r, rng):
         ans = r.get("direct_answers", r.get("answer"))
         a = _weighted_answer(ans, rng) if isinstance(ans, list) else ans
-        return Sample(self.name, str(r.get("question_id", "")), [(task_instruction("[vqa]", blip_caption(r["question"]), rng), blip_caption(a))],
+        q = task_instruction("[vqa]", blip_caption(r["question"]), rng)
+        return Sample(self.name, str(r.get("question_id", "")), [(q, blip_caption(a))],
                       self._image(r), meta={"answers": ans})
 
+# %% ../nbs/09_datasets.ipynb
 class OCRVQA(Reader):
     name, task = "ocrvqa", "[vqa]"
-    def __init__(self, ann, image_root, **kw): self.ann, self.images = Path(ann), Path(image_root); super().__init__(**kw)
+    def __init__(self, ann, image_root, **kw):
+        self.ann, self.images = Path(ann), Path(image_root); super().__init__(**kw)
     def _records(self):
         d = _json(self.ann, "OCR-VQA's dataset.json (a dict by image id)")
-        return [(k, q, a, os.path.splitext(v["imageURL"])[1]) for k, v in d.items() if v["split"] == 1 for q, a in zip(v["questions"], v["answers"])]
+        return [(k, q, a, os.path.splitext(v["imageURL"])[1]) for k, v in d.items()
+                if v["split"] == 1 for q, a in zip(v["questions"], v["answers"])]
     def _image(self, r): return self.images / f"{r[0]}{r[3]}"
     def _sample(self, r, rng):
-        return Sample(self.name, r[0], [(task_instruction("[vqa]", blip_caption(r[1]), rng), blip_caption(r[2]))], self._image(r))
+        q = task_instruction("[vqa]", blip_caption(r[1]), rng)
+        return Sample(self.name, r[0], [(q, blip_caption(r[2]))], self._image(r))
 
 # %% ../nbs/09_datasets.ipynb
-def _coco_dirs(root): return [root / "coco/train2014", root / "coco/val2014", root / "coco/train2017"]
+def _coco_dirs(root):
+    return [root / "coco/train2014", root / "coco/val2014", root / "coco/train2017"]
+def _shards(r, name): return sorted((r / name).glob("*.tar")) or str(r / f"{name}/*.tar")
 
-READERS = {
-    "laion": lambda r, **k: ShardReader(sorted((r / "laion").glob("*.tar")) or str(r / "laion/*.tar"), "laion", **k),
-    "cc_sbu": lambda r, **k: ShardReader(sorted((r / "cc_sbu").glob("*.tar")) or str(r / "cc_sbu/*.tar"), "cc_sbu", **k),
+READERS = {   # stages 1-3, then stage 4's conversations and instructions
+    "laion": lambda r, **k: ShardReader(_shards(r, "laion"), "laion", **k),
+    "cc_sbu": lambda r, **k: ShardReader(_shards(r, "cc_sbu"), "cc_sbu", **k),
     "cc_sbu_align": lambda r, **k: CCSBUAlign(r / "cc_sbu_align", **k),
-    "llava_detail": lambda r, **k: LlavaSingle(r / "llava/detail_23k.json", _coco_dirs(r), "llava_detail", **k),
-    "llava_reason": lambda r, **k: LlavaSingle(r / "llava/complex_reasoning_77k.json", _coco_dirs(r), "llava_reason", **k),
-    "llava_conversation": lambda r, **k: Conversation(r / "llava/conversation_58k.json", _coco_dirs(r), "llava_conversation", **k),
-    "multitask_conversation": lambda r, **k: Conversation(r / "multitask_conversation/multitask_conversation.json", _coco_dirs(r), "multitask_conversation", **k),
-    "unnatural_instruction": lambda r, **k: UnnaturalInstructions(r / "unnatural_instructions/filtered_unnatural_instruction.json", **k),
-    "flickr_grounded_caption": lambda r, **k: Flickr(r / "flickr/groundedcaption.json", r / "flickr/images", "grounded", **k),
-    "flickr_CaptionToPhrase": lambda r, **k: Flickr(r / "flickr/captiontobbox.json", r / "flickr/images", "caption_to_phrase", **k),
-    "flickr_ObjectToPhrase": lambda r, **k: Flickr(r / "flickr/phrasetobbox.json", r / "flickr/images", "phrase_to_box", **k),
-    **{("inv" if inv else "") + d.replace("+", "p"): (lambda r, d=d, inv=inv, **k: RefCOCO(r / "refcoco_annotations", _coco_dirs(r), d, inverse=inv, **k))
+    "llava_detail": lambda r, **k: LlavaSingle(r / "llava/detail_23k.json", _coco_dirs(r),
+                                               "llava_detail", **k),
+    "llava_reason": lambda r, **k: LlavaSingle(r / "llava/complex_reasoning_77k.json",
+                                               _coco_dirs(r), "llava_reason", **k),
+    "llava_conversation": lambda r, **k: Conversation(r / "llava/conversation_58k.json",
+                                                      _coco_dirs(r), "llava_conversation", **k),
+    "multitask_conversation": lambda r, **k: Conversation(
+        r / "multitask_conversation/multitask_conversation.json", _coco_dirs(r),
+        "multitask_conversation", **k),
+    "unnatural_instruction": lambda r, **k: UnnaturalInstructions(
+        r / "unnatural_instructions/filtered_unnatural_instruction.json", **k),
+    "flickr_grounded_caption": lambda r, **k: Flickr(r / "flickr/groundedcaption.json",
+                                                     r / "flickr/images", "grounded", **k),
+    "flickr_CaptionToPhrase": lambda r, **k: Flickr(r / "flickr/captiontobbox.json",
+                                                    r / "flickr/images", "caption_to_phrase", **k),
+    "flickr_ObjectToPhrase": lambda r, **k: Flickr(r / "flickr/phrasetobbox.json",
+                                                   r / "flickr/images", "phrase_to_box", **k),
+}
+
+# %% ../nbs/09_datasets.ipynb
+def _refer_reader(d, inv):
+    return lambda r, **k: RefCOCO(r / "refcoco_annotations", _coco_dirs(r), d, inverse=inv, **k)
+
+READERS.update({   # stage 4's boxes, captions and questions
+    **{("inv" if inv else "") + d.replace("+", "p"): _refer_reader(d, inv)
        for d in REFER_SPLITBY for inv in (False, True)},
     "refvg": lambda r, **k: VisualGenome(r / "visual_genome", **k),
-    "textcaps_caption": lambda r, **k: TextCaps(r / "textcaps/TextCaps_0.1_train.json", r / "textcaps/train_images", **k),
-    "coco_vqa": lambda r, **k: VQA([r / "coco_vqa/vqa_train.json", r / "coco_vqa/vqa_val.json"], _coco_dirs(r), "coco_vqa", **k),
+    "textcaps_caption": lambda r, **k: TextCaps(r / "textcaps/TextCaps_0.1_train.json",
+                                                r / "textcaps/train_images", **k),
+    "coco_vqa": lambda r, **k: VQA([r / "coco_vqa/vqa_train.json", r / "coco_vqa/vqa_val.json"],
+                                   _coco_dirs(r), "coco_vqa", **k),
     "ok_vqa": lambda r, **k: VQA(r / "okvqa/okvqa_train.json", _coco_dirs(r), "ok_vqa", **k),
-    "aok_vqa": lambda r, **k: VQA(r / "aokvqa/aokvqa_v1p0_train.json", _coco_dirs(r), "aok_vqa", **k),
-    "gqa": lambda r, **k: VQA(r / "gqa/train_balanced_questions.json", r / "gqa/images", "gqa", **k),
+    "aok_vqa": lambda r, **k: VQA(r / "aokvqa/aokvqa_v1p0_train.json", _coco_dirs(r),
+                                  "aok_vqa", **k),
+    "gqa": lambda r, **k: VQA(r / "gqa/train_balanced_questions.json", r / "gqa/images", "gqa",
+                              **k),
     "ocrvqa": lambda r, **k: OCRVQA(r / "ocrvqa/dataset.json", r / "ocrvqa/images", **k),
-    "coco_caption": lambda r, **k: COCOCaption(r / "coco_captions/coco_karpathy_train.json", _coco_dirs(r), **k),
-}
+    "coco_caption": lambda r, **k: COCOCaption(r / "coco_captions/coco_karpathy_train.json",
+                                               _coco_dirs(r), **k),
+})
 
 def build_reader(name: str, root, **kw):
     "The reader of dataset `name` under data root `root` (default layout)."
-    if name not in READERS: raise ValueError(f"unknown dataset {name!r}; known: {', '.join(READERS)}")
+    if name not in READERS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(READERS)}")
     return READERS[name](Path(root), **kw)

@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from .vision import load_image, preprocess_images
 from .tokenizer import build_inputs
-from .prompts import cut_answer, draw_answer, grid_to_pixels, parse_box, render, stop_strings
+from .prompts import (cut_answer, draw_answer, grid_to_pixels, parse_box, render,
+                              stop_strings)
 from .synthetic import SyntheticDataset
 
 # %% auto 0
@@ -23,45 +24,57 @@ __all__ = ['EVAL_SETTINGS', 'process_punctuation', 'process_digit_article', 'nor
            'plot_answers', 'answer_losses', 'heldout_loss', 'evaluate_synthetic']
 
 # %% ../nbs/12_evaluation.ipynb
-_CONTRACTIONS = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
-    "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't", "dont": "don't",
-    "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't", "havent": "haven't",
-    "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd", "howll": "how'll",
-    "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm", "Ive": "I've", "isnt": "isn't", "itd": "it'd",
-    "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll", "let's": "let's", "maam": "ma'am", "mightnt": "mightn't",
-    "mightnt've": "mightn't've", "mightn'tve": "mightn't've", "mightve": "might've", "mustnt": "mustn't",
-    "mustve": "must've", "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "oughtnt": "oughtn't",
-    "ow's'at": "'ow's'at", "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've",
-    "she'dve": "she'd've", "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't",
+_CONTRACTIONS = {  # vqaEval.py's contraction table, verbatim (its capitalised keys included)
+    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've",
+    "couldnt": "couldn't", "couldn'tve": "couldn't've", "couldnt've": "couldn't've",
+    "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't",
+    "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't", "havent": "haven't",
+    "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd",
+    "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm",
+    "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've",
+    "itll": "it'll", "let's": "let's", "maam": "ma'am", "mightnt": "mightn't",
+    "mightnt've": "mightn't've", "mightn'tve": "mightn't've", "mightve": "might've",
+    "mustnt": "mustn't", "mustve": "must've", "neednt": "needn't", "notve": "not've",
+    "oclock": "o'clock", "oughtnt": "oughtn't", "ow's'at": "'ow's'at", "'ows'at": "'ow's'at",
+    "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've", "she'dve": "she'd've",
+    "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't",
     "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd",
     "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've", "somebodyll": "somebody'll",
-    "somebodys": "somebody's", "someoned": "someone'd", "someoned've": "someone'd've", "someone'dve": "someone'd've",
-    "someonell": "someone'll", "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've",
-    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's", "thered": "there'd",
-    "thered've": "there'd've", "there'dve": "there'd've", "therere": "there're", "theres": "there's", "theyd": "they'd",
-    "theyd've": "they'd've", "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're", "theyve": "they've",
-    "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've", "weve": "we've", "werent": "weren't",
-    "whatll": "what'll", "whatre": "what're", "whats": "what's", "whatve": "what've", "whens": "when's",
-    "whered": "where'd", "wheres": "where's", "whereve": "where've", "whod": "who'd", "whod've": "who'd've",
-    "who'dve": "who'd've", "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're",
-    "whys": "why's", "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've",
-    "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll", "yall'd've": "y'all'd've",
-    "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've", "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've",
-    "youll": "you'll", "youre": "you're", "youve": "you've"}
-_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "somebodys": "somebody's", "someoned": "someone'd", "someoned've": "someone'd've",
+    "someone'dve": "someone'd've", "someonell": "someone'll", "someones": "someone's",
+    "somethingd": "something'd", "somethingd've": "something'd've",
+    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's",
+    "thered": "there'd", "thered've": "there'd've", "there'dve": "there'd've",
+    "therere": "there're", "theres": "there's", "theyd": "they'd", "theyd've": "they'd've",
+    "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're", "theyve": "they've",
+    "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've", "weve": "we've",
+    "werent": "weren't", "whatll": "what'll", "whatre": "what're", "whats": "what's",
+    "whatve": "what've", "whens": "when's", "whered": "where'd", "wheres": "where's",
+    "whereve": "where've", "whod": "who'd", "whod've": "who'd've", "who'dve": "who'd've",
+    "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're",
+    "whys": "why's", "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't",
+    "wouldnt've": "wouldn't've", "wouldn'tve": "wouldn't've", "yall": "y'all",
+    "yall'll": "y'all'll", "y'allll": "y'all'll", "yall'd've": "y'all'd've",
+    "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've", "youd": "you'd", "youd've": "you'd've",
+    "you'dve": "you'd've", "youll": "you'll", "youre": "you're", "youve": "you've"}
+
+# %% ../nbs/12_evaluation.ipynb
+_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+            "five": "5", "six": "6",
             "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
 _ARTICLES = {"a", "an", "the"}
-_PUNCT = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
+_PUNCT = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@",
+          "`", ",", "?", "!"]
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 
-# %% ../nbs/12_evaluation.ipynb
 def process_punctuation(s: str) -> str:
-    "The official code's punctuation step (each mark deleted or spaced by the *original* text; at most 32 periods)."
+    """The official code's punctuation step (each mark deleted or spaced by the *original* text; at
+    most 32 periods)."""
     out = s
     for p in _PUNCT:
-        if (p + " " in s or " " + p in s) or _COMMA_STRIP.search(s) is not None: out = out.replace(p, "")
+        if (p + " " in s or " " + p in s) or _COMMA_STRIP.search(s) is not None:
+            out = out.replace(p, "")
         else: out = out.replace(p, " ")
     return _PERIOD_STRIP.sub("", out, 32)
 
@@ -72,10 +85,13 @@ def process_digit_article(s: str) -> str:
 
 def normalize_answer(s: str) -> str:
     "A prediction as the official VQA evaluation normalises it."
-    return process_digit_article(process_punctuation(s.replace("\n", " ").replace("\t", " ").strip()))
+    return process_digit_article(process_punctuation(s.replace("\n", " ").replace(
+        "\t", " ").strip()))
 
+# %% ../nbs/12_evaluation.ipynb
 def vqa_accuracy(pred: str, answers: list[str]) -> float:
-    "The official VQA accuracy of `pred` against the human `answers` (its normalisation and leave-one-out average)."
+    """The official VQA accuracy of `pred` against the human `answers` (its normalisation and
+    leave-one-out average)."""
     if not answers: raise ValueError("no ground-truth answers")
     p = normalize_answer(pred)
     gts = [process_punctuation(a) for a in answers] if len(set(answers)) > 1 else list(answers)
@@ -83,19 +99,22 @@ def vqa_accuracy(pred: str, answers: list[str]) -> float:
     return sum(accs) / len(accs)
 
 def exact_match(pred: str, gt: str) -> bool:
-    "Whether `pred` and `gt` are equal after the official normalisation of both (for single-answer questions)."
+    """Whether `pred` and `gt` are equal after the official normalisation of both (for single-answer
+    questions)."""
     return normalize_answer(pred) == normalize_answer(gt)
 
 # %% ../nbs/12_evaluation.ipynb
 def box_iou(a, b) -> float:
     "IoU of two (x1, y1, x2, y2) boxes."
-    ix, iy = max(0.0, min(a[2], b[2]) - max(a[0], b[0])), max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
 
 def refer_hit(pred: str, gt_xywh, width: int, height: int, thresh: float = 0.5) -> bool:
-    "Whether the first box in `pred` (grid, mapped to pixels) has IoU >= `thresh` with the pixel box (x, y, w, h)."
+    """Whether the first box in `pred` (grid, mapped to pixels) has IoU >= `thresh` with the pixel
+    box (x, y, w, h)."""
     box = parse_box(pred, errors="none")
     if box is None:
         found = re.search(r"\{<-?\d+><-?\d+><-?\d+><-?\d+>\}", pred)
@@ -115,7 +134,8 @@ def wilson_interval(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
 # %% ../nbs/12_evaluation.ipynb
 @dataclass
 class GenerationSettings:
-    "How answers are decoded; None means: tokens from the model's context, temperature from the stage (0.6 in stage 4)."
+    """How answers are decoded; None means: tokens from the model's context, temperature from the
+    stage (0.6 in stage 4)."""
     max_new_tokens: int | None = None
     sample: bool = False
     top_p: float = 0.9
@@ -129,93 +149,118 @@ class GenerationSettings:
 
     def kwargs(self, stage: int) -> dict:
         "Keyword arguments for `generate`."
-        if not self.sample: return {"do_sample": False, "repetition_penalty": self.repetition_penalty}
+        if not self.sample:
+            return {"do_sample": False, "repetition_penalty": self.repetition_penalty}
         t = self.temperature if self.temperature is not None else (0.6 if stage == 4 else 1.0)
-        return {"do_sample": True, "top_p": self.top_p, "temperature": t, "repetition_penalty": self.repetition_penalty}
+        return {"do_sample": True, "top_p": self.top_p, "temperature": t,
+                "repetition_penalty": self.repetition_penalty}
 
-EVAL_SETTINGS = GenerationSettings(max_new_tokens=24, repetition_penalty=1.0)   # greedy, short: how answers are scored
+# greedy, short: how answers are scored
+EVAL_SETTINGS = GenerationSettings(max_new_tokens=24, repetition_penalty=1.0)
 
 # %% ../nbs/12_evaluation.ipynb
-def answer_pieces(model, pieces: list, images: list, stage: int, settings: GenerationSettings | None = None,
-                  cut: bool = True, streamer=None) -> list[str]:
-    "Answers to prompts in `stage`'s template pieces, with their images (one list per prompt), as one batch."
+def answer_pieces(model, pieces: list, images: list, stage: int,
+                  settings: GenerationSettings | None = None, cut: bool = True,
+                  streamer=None) -> list[str]:
+    """Answers to prompts in `stage`'s template pieces, with their images (one list per prompt), as
+    one batch."""
     s = settings or GenerationSettings()
-    batch = build_inputs(model.tokenizer, pieces, [len(ims) for ims in images], model.cfg.num_image_tokens,
-                         "left", model.cfg.max_len)
+    batch = build_inputs(model.tokenizer, pieces, [len(ims) for ims in images],
+                         model.cfg.num_image_tokens, "left", model.cfg.max_len)
     flat = [im for ims in images for im in ims]
     px = preprocess_images(flat, model.image_size).to(model.device) if flat else None
     if s.seed is not None: torch.manual_seed(s.seed)
     was_training = model.training
     model.eval()
-    ids = model.generate(batch["input_ids"], batch["attention_mask"], pixel_values=px, stop=stop_strings(stage) if cut else None,
-                         max_new_tokens=s.new_tokens(model.cfg.max_len), streamer=streamer, **s.kwargs(stage))
+    ids = model.generate(batch["input_ids"], batch["attention_mask"], pixel_values=px,
+                         stop=stop_strings(stage) if cut else None,
+                         max_new_tokens=s.new_tokens(model.cfg.max_len), streamer=streamer,
+                         **s.kwargs(stage))
     model.train(was_training)
     return [cut_answer(t, stage) if cut else t for t in model.decode(ids)]
 
 # %% ../nbs/12_evaluation.ipynb
-def answer_questions(model, questions, images, stage: int = 4, settings: GenerationSettings | None = None,
-                     batch_size: int = 16, cut: bool = True, progress: bool = False) -> list[str]:
-    "One-turn answers to each question about its image (a path, PIL image or None), in `stage`'s template."
+def answer_questions(model, questions, images, stage: int = 4,
+                     settings: GenerationSettings | None = None, batch_size: int = 16,
+                     cut: bool = True, progress: bool = False) -> list[str]:
+    """One-turn answers to each question about its image (a path, PIL image or None), in `stage`'s
+    template."""
     if isinstance(questions, str): questions = [questions] * len(images)
-    if len(questions) != len(images): raise ValueError(f"{len(questions)} questions for {len(images)} images")
+    if len(questions) != len(images):
+        raise ValueError(f"{len(questions)} questions for {len(images)} images")
     out = []
     for i in tqdm(range(0, len(images), batch_size), desc="answering", disable=not progress):
         qs, ims = questions[i:i + batch_size], images[i:i + batch_size]
         pieces = [render(stage, [(q, None)], image=im is not None) for q, im in zip(qs, ims)]
-        out += answer_pieces(model, pieces, [[im] if im is not None else [] for im in ims], stage, settings, cut)
+        out += answer_pieces(model, pieces, [[im] if im is not None else [] for im in ims], stage,
+                             settings, cut)
     return out
 
 # %% ../nbs/12_evaluation.ipynb
-def plot_answers(images, questions, answers: dict, truths=None, draw: str | None = None, size: float = 2.4):
-    "One panel per image: its question, then each labelled model's answer (and the truth); boxes of `answers[draw]` drawn."
+def plot_answers(images, questions, answers: dict, truths=None, draw: str | None = None,
+                 size: float = 2.4):
+    """One panel per image: its question, then each labelled model's answer (and the truth); boxes
+    of `answers[draw]` drawn."""
     n = len(images)
-    fig, axs = plt.subplots(1, n, figsize=(size * n, size + 0.35 * (len(answers) + 2)), dpi=72, squeeze=False)
+    fig, axs = plt.subplots(1, n, figsize=(size * n, size + 0.35 * (len(answers) + 2)), dpi=72,
+                            squeeze=False)
     for j, ax in enumerate(axs[0]):
         img = load_image(images[j])
         ax.imshow(draw_answer(img, answers[draw][j]) if draw else img); ax.axis("off")
-        lines = [textwrap.shorten(questions[j], 40)] + [f"{k}: {textwrap.shorten(v[j], 34)}" for k, v in answers.items()]
+        lines = [textwrap.shorten(questions[j], 40)]
+        lines += [f"{k}: {textwrap.shorten(v[j], 34)}" for k, v in answers.items()]
         if truths is not None: lines.append(f"truth: {textwrap.shorten(truths[j], 34)}")
         ax.set_title("\n".join(lines), fontsize=7, loc="left")
     fig.tight_layout()
     return fig
 
 # %% ../nbs/12_evaluation.ipynb
-def answer_losses(model, conversations: list[list], images: list, stage: int = 4, batch_size: int = 16) -> list[tuple[float, int]]:
-    "(summed answer-token cross-entropy, number of answer tokens) of each conversation `[(q, a), ...]` about its image."
+def answer_losses(model, conversations: list[list], images: list, stage: int = 4,
+                  batch_size: int = 16) -> list[tuple[float, int]]:
+    """(summed answer-token cross-entropy, number of answer tokens) of each conversation `[(q, a),
+    ...]` about its image."""
     out, was_training = [], model.training
     model.eval()
     for i in range(0, len(conversations), batch_size):
         convs, imgs = conversations[i:i + batch_size], images[i:i + batch_size]
-        b = build_inputs(model.tokenizer, [render(stage, t) for t in convs], [1] * len(convs), model.cfg.num_image_tokens,
-                         max_len=model.cfg.max_len)
+        b = build_inputs(model.tokenizer, [render(stage, t) for t in convs], [1] * len(convs),
+                         model.cfg.num_image_tokens, max_len=model.cfg.max_len)
         with torch.no_grad():
-            logits = model(b["input_ids"], b["attention_mask"], pixel_values=preprocess_images(imgs, model.image_size)).logits
+            logits = model(b["input_ids"], b["attention_mask"],
+                           pixel_values=preprocess_images(imgs, model.image_size)).logits
         lab = b["labels"][:, 1:].to(logits.device)
-        ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), lab, ignore_index=-100, reduction="none")
+        ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), lab, ignore_index=-100,
+                             reduction="none")
         out += list(zip(ce.sum(1).tolist(), (lab != -100).sum(1).tolist()))
     model.train(was_training)
     return out
 
 # %% ../nbs/12_evaluation.ipynb
-def heldout_loss(model, kind: str, stage: int, n: int = 64, batch_size: int = 32, split: str = "test") -> float:
-    "Mean answer-token loss on `n` held-out synthetic samples of `kind` in `stage`'s template (teacher forcing)."
+def heldout_loss(model, kind: str, stage: int, n: int = 64, batch_size: int = 32,
+                 split: str = "test") -> float:
+    """Mean answer-token loss on `n` held-out synthetic samples of `kind` in `stage`'s template
+    (teacher forcing)."""
     ss = [SyntheticDataset(kind, split, n)[j] for j in range(n)]
     losses = answer_losses(model, [s.turns for s in ss], [s.image for s in ss], stage, batch_size)
     return sum(t for t, _ in losses) / sum(c for _, c in losses)
 
 # %% ../nbs/12_evaluation.ipynb
-def evaluate_synthetic(model, n: int = 300, kinds=("vqa", "refer", "identify", "caption_task"), split: str = "final",
-                       settings: GenerationSettings = EVAL_SETTINGS, batch_size: int = 32, progress: bool = False) -> dict:
+def evaluate_synthetic(model, n: int = 300, kinds=("vqa", "refer", "identify", "caption_task"),
+                       split: str = "final", settings: GenerationSettings = EVAL_SETTINGS,
+                       batch_size: int = 32, progress: bool = False) -> dict:
     "Scores (0-1) with Wilson 95 % intervals per kind on `n` held-out questions each, and examples."
     scores, intervals, examples = {}, {}, {}
     for k in kinds:
         ss = [SyntheticDataset(k, split, n)[i] for i in range(n)]
-        preds = answer_questions(model, [s.turns[0][0] for s in ss], [s.image for s in ss], 4, settings, batch_size,
-                                 progress=progress)
+        preds = answer_questions(model, [s.turns[0][0] for s in ss], [s.image for s in ss], 4,
+                                 settings, batch_size, progress=progress)
         if k == "refer":
-            boxes = [next(o.box for o in s.meta["scene"].objects if s.meta["scene"].grid_box(o) == s.turns[0][1]) for s in ss]
-            hits = [refer_hit(p, bx, s.meta["scene"].size, s.meta["scene"].size) for p, bx, s in zip(preds, boxes, ss)]
+            boxes = [next(o.box for o in s.meta["scene"].objects
+                          if s.meta["scene"].grid_box(o) == s.turns[0][1]) for s in ss]
+            hits = [refer_hit(p, bx, s.meta["scene"].size, s.meta["scene"].size)
+                    for p, bx, s in zip(preds, boxes, ss)]
         else: hits = [exact_match(p, s.turns[0][1]) for p, s in zip(preds, ss)]
         scores[k], intervals[k] = sum(hits) / n, wilson_interval(sum(hits), n)
-        examples[k] = [(s.turns[0][0], p, s.turns[0][1], h) for s, p, h in list(zip(ss, preds, hits))[:8]]
+        examples[k] = [(s.turns[0][0], p, s.turns[0][1], h)
+                       for s, p, h in list(zip(ss, preds, hits))[:8]]
     return {"scores": scores, "intervals": intervals, "n": n, "split": split, "examples": examples}

@@ -13,7 +13,8 @@ from torch import nn
 from .phi import LLMConfig
 
 def quiet_bitsandbytes():
-    "Mute bitsandbytes' notices that are not about the user's run: one per import (an optional `kernels` package) and one per 8-bit call."
+    """Mute bitsandbytes' notices that are not about the user's run: one per import (an optional
+    `kernels` package) and one per 8-bit call."""
     for name in ("bitsandbytes.backends.cpu.ops", "bitsandbytes.autograd._functions"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -36,22 +37,24 @@ class LoraSettings:
 
     def to_peft(self) -> "peft.LoraConfig":
         quiet_bitsandbytes()
-        from peft import LoraConfig        # imported when used: peft imports bitsandbytes, 0.06 GiB a merged model does not need
+        from peft import LoraConfig   # imported when used: peft imports bitsandbytes (0.06 GiB)
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, bias="none",
                           target_modules=list(self.target_modules), task_type="CAUSAL_LM")
 
+# %% ../nbs/05_lora.ipynb
 def add_lora(llm: nn.Module, settings: LoraSettings) -> "peft.PeftModel":
     "Wrap `llm` with peft LoRA adapters (peft freezes every other parameter)."
     quiet_bitsandbytes()
     from peft import get_peft_model
     if settings.r <= 0: raise ValueError(f"LoRA rank must be positive, got r={settings.r}")
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
         return get_peft_model(llm, settings.to_peft())
 
 # %% ../nbs/05_lora.ipynb
 def lora_param_count(llm: LLMConfig, s: LoraSettings, fused: bool = False) -> int:
-    "LoRA parameters on `llm`; `fused=True` counts upstream's shared-A adapter on `query_key_value`."
+    "LoRA parameters on `llm`; `fused=True` counts upstream's shared-A adapter on the fused qkv."
     h, r = llm.hidden_size, s.r
     qkv = r * h + 3 * h * r if fused else 3 * (r * h + h * r)
     dense = r * h + h * r

@@ -33,18 +33,21 @@ STAGE_MIXTURES = {
     2: [MixtureEntry("laion", 115, 64), MixtureEntry("cc_sbu", 14, 64)],
     3: [MixtureEntry("cc_sbu_align", 1, 6)],
     4: [MixtureEntry(*e) for e in [
-        ("multitask_conversation", 50, 1), ("llava_conversation", 30, 1), ("unnatural_instruction", 10, 1), ("refvg", 40, 3),
-        ("llava_detail", 20, 2), ("llava_reason", 80, 2), ("flickr_grounded_caption", 80, 1), ("flickr_CaptionToPhrase", 80, 1),
-        ("flickr_ObjectToPhrase", 80, 1), ("textcaps_caption", 30, 3), ("refcoco", 25, 3), ("refcocop", 25, 3), ("refcocog", 25, 3),
-        ("invrefcoco", 10, 3), ("invrefcocop", 10, 3), ("invrefcocog", 10, 3), ("coco_vqa", 15, 3), ("ok_vqa", 8, 3),
-        ("aok_vqa", 12, 3), ("gqa", 50, 3)]],
+        ("multitask_conversation", 50, 1), ("llava_conversation", 30, 1),
+        ("unnatural_instruction", 10, 1), ("refvg", 40, 3), ("llava_detail", 20, 2),
+        ("llava_reason", 80, 2), ("flickr_grounded_caption", 80, 1),
+        ("flickr_CaptionToPhrase", 80, 1), ("flickr_ObjectToPhrase", 80, 1),
+        ("textcaps_caption", 30, 3), ("refcoco", 25, 3), ("refcocop", 25, 3), ("refcocog", 25, 3),
+        ("invrefcoco", 10, 3), ("invrefcocop", 10, 3), ("invrefcocog", 10, 3),
+        ("coco_vqa", 15, 3), ("ok_vqa", 8, 3), ("aok_vqa", 12, 3), ("gqa", 50, 3)]],
 }
-# XGPTv2's stage 4 (probably behind the v1 checkpoint) also enables these, with every batch size doubled
+# XGPTv2's stage 4 (probably behind the v1 checkpoint) also enables these, every batch size doubled
 XGPTV2_EXTRA = [MixtureEntry("coco_caption", 10, 6), MixtureEntry("ocrvqa", 30, 6)]
 
 def mixture_table(mix: list[MixtureEntry]) -> str:
     total = sum(e.ratio for e in mix)
-    return "\n".join(f"{e.dataset:24s} ratio {e.ratio:>5g}  p {e.ratio / total:6.1%}  batch {e.batch_size}" for e in mix)
+    return "\n".join(f"{e.dataset:24s} ratio {e.ratio:>5g}  p {e.ratio / total:6.1%}  batch "
+                     f"{e.batch_size}" for e in mix)
 
 # %% ../nbs/10_mixtures.ipynb
 class _Stream:
@@ -52,7 +55,8 @@ class _Stream:
         self.reader, self.seed, self.pass_, self.pos, self.it = reader, seed, 0, 0, None
         self.iterable = isinstance(reader, torch.utils.data.IterableDataset)
     def _order(self):
-        return torch.randperm(len(self.reader), generator=torch.Generator().manual_seed(self.seed * 7919 + self.pass_)).tolist()
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.pass_)
+        return torch.randperm(len(self.reader), generator=g).tolist()
     def next(self):
         if self.iterable:
             if self.it is None:
@@ -60,64 +64,62 @@ class _Stream:
                 for _ in range(self.pos): next(self.it)        # fast-forward after a resume
             try: s = next(self.it)
             except StopIteration:
-                self.it, self.pass_ = None, self.pass_ + 1; self.reader.epoch = self.pass_; self.pos = 0
+                self.it, self.pass_ = None, self.pass_ + 1; self.reader.epoch = self.pass_
+                self.pos = 0
                 self.it = iter(self.reader); s = next(self.it)
             self.pos += 1
             return s
         if len(self.reader) == 0: raise ValueError(f"{self.reader.name}: no records to sample from")
-        if self.pos >= len(self.reader): self.pos, self.pass_ = 0, self.pass_ + 1; self.reader.set_epoch(self.pass_)
-        if self.pos == 0 or not hasattr(self, "order") or self.order_pass != self.pass_: self.order, self.order_pass = self._order(), self.pass_
+        if self.pos >= len(self.reader):
+            self.pos, self.pass_ = 0, self.pass_ + 1; self.reader.set_epoch(self.pass_)
+        if self.pos == 0 or not hasattr(self, "order") or self.order_pass != self.pass_:
+            self.order, self.order_pass = self._order(), self.pass_
         i = self.order[self.pos]; self.pos += 1
         return self.reader[i]
-
 
 # %% ../nbs/10_mixtures.ipynb
 log = logging.getLogger("tinygptv.mixtures")
 
 class MixtureLoader:
     "Batches of `Sample`s drawn from several readers in the proportions of a mixture."
-    def __init__(self, readers: dict, mixture: list[MixtureEntry], seed: int = 0, mode: str = "per_batch",
-                 batch_size: int | None = None, check_images: bool = True,
-                 max_pixels: int = MAX_PIXELS, keep_files: int = 5):
-        if mode not in ("per_batch", "per_sample"): raise ValueError(f"mode must be 'per_batch' or 'per_sample', got {mode!r}")
+    def __init__(self, readers: dict, mixture: list[MixtureEntry], seed: int = 0,
+                 mode: str = "per_batch", batch_size: int | None = None,
+                 check_images: bool = True, max_pixels: int = MAX_PIXELS, keep_files: int = 5):
+        if mode not in ("per_batch", "per_sample"):
+            raise ValueError(f"mode must be 'per_batch' or 'per_sample', got {mode!r}")
         missing = [e.dataset for e in mixture if e.dataset not in readers]
-        if missing: raise ValueError(f"the mixture names datasets with no reader: {', '.join(missing)}")
+        if missing:
+            raise ValueError(f"the mixture names datasets with no reader: {', '.join(missing)}")
         self.mixture, self.mode, self.batch_size = mixture, mode, batch_size
         self.check_images, self.max_pixels, self.keep_files = check_images, max_pixels, keep_files
-        self.streams = {e.dataset: _Stream(readers[e.dataset], seed + i) for i, e in enumerate(mixture)}
+        self.streams = {e.dataset: _Stream(readers[e.dataset], seed + i)
+                        for i, e in enumerate(mixture)}
         self.rng = random.Random(seed)
         self.skipped: dict[str, dict[str, int]] = {}              # dataset -> why -> images skipped
         self.skipped_files: dict[str, dict[str, list[str]]] = {}  # dataset -> why -> first files
 
-    def _pick(self) -> MixtureEntry: return self.rng.choices(self.mixture, weights=[e.ratio for e in self.mixture], k=1)[0]
-
-    def _skip(self, name: str, e: BadImage):
-        "Count an image that failed to load; keep and log its file while its kind has few."
-        counts = self.skipped.setdefault(name, {}); counts[e.reason] = counts.get(e.reason, 0) + 1
-        files = self.skipped_files.setdefault(name, {}).setdefault(e.reason, [])
-        if len(files) < self.keep_files and str(e.path) not in files:
-            files.append(str(e.path)); log.warning("%s: skipped %s", name, e)
-
-    def _draw(self, name: str) -> Sample:
-        for _ in range(100):
-            s = self.streams[name].next()
-            if not self.check_images or s.image is None: return s
-            try:
-                s.image = load_image(s.image, self.max_pixels); return s
-            except BadImage as e: self._skip(name, e)
-        raise RuntimeError(f"{name}: 100 unusable images in a row; check the dataset "
-                           f"({self.skipped_summary()})")
+    def _pick(self) -> MixtureEntry:
+        return self.rng.choices(self.mixture, weights=[e.ratio for e in self.mixture], k=1)[0]
 
 # %% ../nbs/10_mixtures.ipynb
 @patch
-def skipped_summary(self: MixtureLoader) -> str:
-    "Images skipped so far: one line per dataset, by kind, with example files ('' when none)."
-    lines = []
-    for name, kinds in self.skipped.items():
-        files = self.skipped_files.get(name, {})
-        ex = lambda why: ", ".join(files.get(why, [])[:3])
-        lines.append(f"{name}: " + "; ".join(f"{n:,} {w} (e.g. {ex(w)})" for w, n in kinds.items()))
-    return "\n".join(lines)
+def _skip(self: MixtureLoader, name: str, e: BadImage):
+    "Count an image that failed to load; keep and log its file while its kind has few."
+    counts = self.skipped.setdefault(name, {}); counts[e.reason] = counts.get(e.reason, 0) + 1
+    files = self.skipped_files.setdefault(name, {}).setdefault(e.reason, [])
+    if len(files) < self.keep_files and str(e.path) not in files:
+        files.append(str(e.path)); log.warning("%s: skipped %s", name, e)
+
+@patch
+def _draw(self: MixtureLoader, name: str) -> Sample:
+    for _ in range(100):
+        s = self.streams[name].next()
+        if not self.check_images or s.image is None: return s
+        try:
+            s.image = load_image(s.image, self.max_pixels); return s
+        except BadImage as e: self._skip(name, e)
+    raise RuntimeError(f"{name}: 100 unusable images in a row; check the dataset "
+                       f"({self.skipped_summary()})")
 
 @patch
 def next_batch(self: MixtureLoader) -> tuple[str, list[Sample]]:
@@ -131,6 +133,17 @@ def next_batch(self: MixtureLoader) -> tuple[str, list[Sample]]:
 @patch
 def __iter__(self: MixtureLoader):
     while True: yield self.next_batch()
+
+# %% ../nbs/10_mixtures.ipynb
+@patch
+def skipped_summary(self: MixtureLoader) -> str:
+    "Images skipped so far: one line per dataset, by kind, with example files ('' when none)."
+    lines = []
+    for name, kinds in self.skipped.items():
+        files = self.skipped_files.get(name, {})
+        ex = lambda why: ", ".join(files.get(why, [])[:3])
+        lines.append(f"{name}: " + "; ".join(f"{n:,} {w} (e.g. {ex(w)})" for w, n in kinds.items()))
+    return "\n".join(lines)
 
 @patch
 def state_dict(self: MixtureLoader) -> dict:
@@ -149,13 +162,16 @@ def load_state_dict(self: MixtureLoader, st: dict):
 
 # %% ../nbs/10_mixtures.ipynb
 def collate(samples: list[Sample], stage: int, tokenizer, image_size: int, num_queries: int = 32,
-            max_len: int | None = None, max_txt_len: int | None = None, padding_side: str = "right", pixels: bool = True) -> dict:
-    "Samples -> `input_ids`, `attention_mask`, `labels`, `pixel_values` (images in sample order; None when not `pixels`), for `stage`."
+            max_len: int | None = None, max_txt_len: int | None = None, padding_side: str = "right",
+            pixels: bool = True) -> dict:
+    """Samples -> `input_ids`, `attention_mask`, `labels`, `pixel_values` (images in sample order;
+    None when not `pixels`), for `stage`."""
     pieces, images = [], []
     for s in samples:
         pieces.append(render(stage, s.turns, image=s.image is not None))
         if s.image is not None and pixels: images.append(s.image)
-    batch = build_inputs(tokenizer, pieces, [int(s.image is not None) for s in samples], num_queries, padding_side, max_len, max_txt_len)
+    batch = build_inputs(tokenizer, pieces, [int(s.image is not None) for s in samples],
+                         num_queries, padding_side, max_len, max_txt_len)
     batch["pixel_values"] = preprocess_images(images, image_size) if images else None
     return batch
 

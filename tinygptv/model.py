@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 
-from .vision import VisionConfig, build_eva, FP32LayerNorm, set_image_size as set_eva_image_size
+from .vision import (VisionConfig, build_eva, FP32LayerNorm,
+                             set_image_size as set_eva_image_size)
 from .qformer import QFormerConfig, build_qformer, run_qformer
 from .phi import LLMConfig, TinyGPTVPhiForCausalLM, TRAINABLE_NORMS
 from .lora import LoraSettings, add_lora as wrap_with_lora
@@ -29,36 +30,46 @@ class TinyGPTVConfig:
     qformer: QFormerConfig = field(default_factory=QFormerConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
-    proj_dim: int = 4096             # llama_proj: qformer.hidden_size -> proj_dim; llama_proj2: proj_dim -> llm.hidden_size
+    proj_dim: int = 4096             # llama_proj: qformer -> proj_dim; llama_proj2: proj_dim -> llm
     image_size: int = 224            # 224 in stages 1-3, 448 in stage 4
     max_len: int = 3800              # longest input sequence (upstream's max_context_len)
     frozen_dtype: str = "float16"    # ViT and Phi-2 base weights
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "TinyGPTVConfig":
-        "`paper` (the real sizes) or `tiny` (same architecture, laptop-CPU sizes); `overrides` replace top-level fields."
-        if name not in ("paper", "tiny"): raise ValueError(f"unknown preset {name!r}: choose 'paper' or 'tiny'")
-        parts = {k: getattr(c, name)() for k, c in dict(vision=VisionConfig, qformer=QFormerConfig, llm=LLMConfig, lora=LoraSettings).items()}
-        extra = dict(proj_dim=512, max_len=512, image_size=112, frozen_dtype="float32") if name == "tiny" else {}
+        """`paper` (the real sizes) or `tiny` (same architecture, laptop-CPU sizes);
+        `overrides` replace top-level fields."""
+        if name not in ("paper", "tiny"):
+            raise ValueError(f"unknown preset {name!r}: choose 'paper' or 'tiny'")
+        parts = {k: getattr(c, name)() for k, c in dict(vision=VisionConfig, qformer=QFormerConfig,
+                                                        llm=LLMConfig, lora=LoraSettings).items()}
+        extra = (dict(proj_dim=512, max_len=512, image_size=112, frozen_dtype="float32")
+                 if name == "tiny" else {})
         return cls(**{**parts, **extra, **overrides})
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TinyGPTVConfig":
-        sub = dict(vision=VisionConfig, qformer=QFormerConfig, llm=LLMConfig, lora=LoraSettings)
-        d = {**d, **{k: c(**{**d[k], **({"target_modules": tuple(d[k]["target_modules"])} if k == "lora" else {})})
-                     for k, c in sub.items() if k in d}}
-        return cls(**d)
-    def to_dict(self) -> dict: return asdict(self)
 
     @property
     def num_image_tokens(self) -> int: return self.qformer.num_queries
+
+# %% ../nbs/06_model.ipynb
+@patch(cls_method=True)
+def from_dict(cls: TinyGPTVConfig, d: dict) -> "TinyGPTVConfig":
+    "The config saved by `to_dict`."
+    sub = dict(vision=VisionConfig, qformer=QFormerConfig, llm=LLMConfig, lora=LoraSettings)
+    d = {**d, **{k: c(**{**d[k], **({"target_modules": tuple(d[k]["target_modules"])}
+                                     if k == "lora" else {})})
+                 for k, c in sub.items() if k in d}}
+    return cls(**d)
+
+@patch
+def to_dict(self: TinyGPTVConfig) -> dict: return asdict(self)
 
 # %% ../nbs/06_model.ipynb
 class TinyGPTV(nn.Module):
     "TinyGPT-V: EVA ViT → Q-Former → llama_proj → llama_proj2 → Phi-2 with norms (+ LoRA)."
     def __init__(self, cfg: TinyGPTVConfig, tokenizer=None):
         super().__init__()
-        self.cfg, self.tokenizer = copy.deepcopy(cfg), tokenizer     # its own copy: set_image_size, add_lora change it
+        # its own copy of the config: set_image_size and add_lora change it
+        self.cfg, self.tokenizer = copy.deepcopy(cfg), tokenizer
         self.visual_encoder = build_eva(cfg.vision, cfg.image_size)
         self.ln_vision = FP32LayerNorm(cfg.vision.width, eps=cfg.vision.ln_vision_eps)
         self.qformer, self.query_tokens = build_qformer(cfg.qformer, cfg.vision.width)
@@ -76,7 +87,7 @@ class TinyGPTV(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        for m in (self.visual_encoder, self.ln_vision, self.qformer):   # frozen parts stay in eval mode
+        for m in (self.visual_encoder, self.ln_vision, self.qformer):   # frozen parts: eval mode
             if not any(p.requires_grad for p in m.parameters()): m.eval()
         return self
 
@@ -87,7 +98,8 @@ def _is_llm_float32(name: str) -> bool:
 
 @patch
 def cast_frozen(self: TinyGPTV, dtype: torch.dtype):
-    "Cast the ViT and Phi-2's base weights to `dtype`; norms, LoRA, Q-Former and projections stay float32."
+    """Cast the ViT and Phi-2's base weights to `dtype`; norms, LoRA, Q-Former and projections
+    stay float32."""
     self.visual_encoder.to(dtype)
     for name, p in self.llm.named_parameters():
         p.data = p.data.to(torch.float32 if _is_llm_float32(name) else dtype)
@@ -96,7 +108,8 @@ def cast_frozen(self: TinyGPTV, dtype: torch.dtype):
 
 @patch
 def set_image_size(self: TinyGPTV, size: int):
-    "Set the input resolution (224 in stages 1-3, 448 in stage 4), interpolating the ViT's position embedding."
+    """Set the input resolution (224 in stages 1-3, 448 in stage 4), interpolating the ViT's
+    position embedding."""
     set_eva_image_size(self.visual_encoder, size)
     self.cfg.image_size = size
     return self
@@ -116,22 +129,27 @@ def check_pixel_values(self: TinyGPTV, pixel_values: torch.Tensor):
     S = self.image_size
     shape = tuple(pixel_values.shape)
     if pixel_values.ndim != 4 or shape[1] != 3 or shape[2:] != (S, S):
-        hint = f"; call model.set_image_size({shape[-1]}) to run at that size" if pixel_values.ndim == 4 and shape[1] == 3 and shape[2] == shape[3] else ""
-        raise ValueError(f"pixel_values must have shape [N, 3, {S}, {S}] (RGB images at this model's image size "
-                         f"{S}, from preprocess_images(images, {S})); got {list(shape)}{hint}")
+        hint = (f"; call model.set_image_size({shape[-1]}) to run at that size"
+                if pixel_values.ndim == 4 and shape[1] == 3 and shape[2] == shape[3] else "")
+        raise ValueError(f"pixel_values must have shape [N, 3, {S}, {S}] (RGB images at this "
+                         f"model's image size {S}, from preprocess_images(images, {S})); "
+                         f"got {list(shape)}{hint}")
 
+# %% ../nbs/06_model.ipynb
 @patch
 def encode_queries(self: TinyGPTV, pixel_values: torch.Tensor, **qformer_kw):
     "Frozen part: images [N, 3, S, S] -> Q-Former output [N, num_queries, qformer.hidden_size]."
     self.check_pixel_values(pixel_values)
     vit_dtype = self.visual_encoder.patch_embed.proj.weight.dtype
-    feats = self.ln_vision(self.visual_encoder.forward_features(pixel_values.to(self.device, vit_dtype)))
-    out = run_qformer(self.qformer, self.query_tokens, feats.to(self.query_tokens.dtype), **qformer_kw)
+    feats = self.ln_vision(self.visual_encoder.forward_features(
+        pixel_values.to(self.device, vit_dtype)))
+    out = run_qformer(self.qformer, self.query_tokens, feats.to(self.query_tokens.dtype),
+                      **qformer_kw)
     return out if qformer_kw else out.last_hidden_state
 
 @patch
 def project(self: TinyGPTV, queries: torch.Tensor) -> torch.Tensor:
-    "Trained part: Q-Former output -> image embeddings in Phi-2's space [N, num_queries, llm.hidden_size]."
+    "Trained part: Q-Former output -> image embeddings in Phi-2's space [N, num_queries, D]."
     return self.llama_proj2(self.llama_proj(queries.to(self.llama_proj.weight.dtype)))
 
 @patch
@@ -141,24 +159,30 @@ def encode_image(self: TinyGPTV, pixel_values: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/06_model.ipynb
 @patch
-def embed(self: TinyGPTV, input_ids: torch.Tensor, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
-    "Token embeddings with image embeddings [N, num_queries, D] written into the `IMAGE_TOKEN` slots."
+def embed(self: TinyGPTV, input_ids: torch.Tensor,
+          image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    "Token embeddings with image embeddings [N, num_queries, D] written into the image slots."
     slots = input_ids == IMAGE_TOKEN
     n_imgs = int(slots.sum()) // self.cfg.num_image_tokens
     given = 0 if image_embeds is None else image_embeds.shape[0]
     if n_imgs != given:
-        raise ValueError(f"the batch has {n_imgs} image placeholder(s) but {given} image(s) were given")
-    emb = self.llm.get_input_embeddings()(input_ids.masked_fill(slots, self.tokenizer.pad_token_id if self.tokenizer else 0))
+        raise ValueError(f"the batch has {n_imgs} image placeholder(s) but {given} image(s) "
+                         "were given")
+    emb = self.llm.get_input_embeddings()(
+        input_ids.masked_fill(slots, self.tokenizer.pad_token_id if self.tokenizer else 0))
     if n_imgs: emb = emb.masked_scatter(slots.unsqueeze(-1), image_embeds.to(emb.dtype))
     return emb
 
+# %% ../nbs/06_model.ipynb
 def _autocast(model):
     dt = model.llm.get_input_embeddings().weight.dtype
     return torch.autocast(model.device.type, dtype=dt, enabled=dt != torch.float32)
 
 @patch
-def forward(self: TinyGPTV, input_ids, attention_mask, labels=None, pixel_values=None, queries=None, **kw):
-    "Logits (and the loss when `labels` are given); images as `pixel_values` or as cached Q-Former `queries`."
+def forward(self: TinyGPTV, input_ids, attention_mask, labels=None, pixel_values=None,
+            queries=None, **kw):
+    """Logits (and the loss when `labels` are given); images as `pixel_values` or as cached
+    Q-Former `queries`."""
     image_embeds = None
     if pixel_values is not None: queries = self.encode_queries(pixel_values)
     if queries is not None: image_embeds = self.project(queries)
@@ -166,31 +190,39 @@ def forward(self: TinyGPTV, input_ids, attention_mask, labels=None, pixel_values
     input_ids, attention_mask = input_ids.to(dev), attention_mask.to(dev)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     with _autocast(self):
-        return self.llm(inputs_embeds=self.embed(input_ids, image_embeds), attention_mask=attention_mask,
-                        position_ids=position_ids, labels=None if labels is None else labels.to(dev), **kw)
+        return self.llm(inputs_embeds=self.embed(input_ids, image_embeds),
+                        attention_mask=attention_mask, position_ids=position_ids,
+                        labels=None if labels is None else labels.to(dev), **kw)
 
 # %% ../nbs/06_model.ipynb
-# Generating from `inputs_embeds`, transformers applies a repetition penalty to the new tokens only and says so
-# at every call. Upstream generates from embeddings too, so that is the behaviour we reproduce: the notice is muted.
-warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`", category=UserWarning)
+# Generating from `inputs_embeds`, transformers applies a repetition penalty to the new tokens only
+# and says so at every call. Upstream generates from embeddings too, so that is the behaviour we
+# reproduce: the notice is muted.
+warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`",
+                        category=UserWarning)
 
 @patch
 def generate(self: TinyGPTV, input_ids, attention_mask, pixel_values=None, queries=None, stop=None,
              max_new_tokens: int = 300, **gen_kw) -> torch.Tensor:
-    "New token ids [B, n] continuing a left-padded batch (`build_inputs(..., padding_side='left')`); stops at EOS or `stop`."
+    """New token ids [B, n] continuing a left-padded batch
+    (`build_inputs(..., padding_side='left')`); stops at EOS or `stop`."""
     if (attention_mask[:, -1] == 0).any():
-        raise ValueError("generation needs left padding: build the prompts with padding_side='left'")
+        raise ValueError("generation needs left padding: "
+                         "build the prompts with padding_side='left'")
     with torch.no_grad():
         if pixel_values is not None: queries = self.encode_queries(pixel_values)
         image_embeds = None if queries is None else self.project(queries)
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         emb = self.embed(input_ids, image_embeds)
-    kw = dict(max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+    kw = dict(max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+              eos_token_id=self.tokenizer.eos_token_id)
     if stop: kw.update(stop_strings=list(stop), tokenizer=self.tokenizer)
     gen_kw.setdefault("do_sample", False)
     with torch.no_grad(), _autocast(self):
-        return self.llm.generate(inputs_embeds=emb, attention_mask=attention_mask, **{**kw, **gen_kw})
+        return self.llm.generate(inputs_embeds=emb, attention_mask=attention_mask,
+                                 **{**kw, **gen_kw})
 
+# %% ../nbs/06_model.ipynb
 @patch
 def decode(self: TinyGPTV, new_ids: torch.Tensor, stop=None) -> list[str]:
     "Answers as text: special tokens dropped, each cut at the first of the `stop` strings."

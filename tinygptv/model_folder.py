@@ -16,8 +16,10 @@ from .model import TinyGPTV, TinyGPTVConfig
 from .lora import LoraSettings
 from .stages import StageSpec, get_stage, parameter_table, format_table
 from .tokenizer import load_tokenizer
-from .weights import (MAY_START_FRESH, CheckpointError, LazySafetensors, canonical_key, empty_model, finish_load, load_blip2, load_eva,
-                              load_minigpt4, load_phi2, load_stage_ckpt, load_tensors, read_tensors, write_safetensors)
+from .weights import (MAY_START_FRESH, CheckpointError, LazySafetensors, canonical_key,
+                              empty_model, finish_load, load_blip2, load_eva, load_minigpt4,
+                              load_phi2, load_stage_ckpt, load_tensors, read_tensors,
+                              write_safetensors)
 from .weights import (blip2_rule, eva_rule, minigpt4_rule, phi2_rule, plan_load,
                               read_phi2_folder, shape_of, stage_ckpt_rule)
 
@@ -28,14 +30,16 @@ __all__ = ['read_folder', 'weights_sha256', 'file_record', 'convert']
 def _model_card(model: TinyGPTV, sources: dict) -> str:
     spec = getattr(model, "stage", None)
     stage = f"stage {spec.stage} ({spec.name}), {spec.image_size} px" if spec else "no stage set"
-    src = "\n".join(f"| {k} | `{v['path']}` | {v['bytes']:,} | `{v['sha256'][:16]}…` |" for k, v in sources.items()) or "| (none) | | | |"
+    src = "\n".join(f"| {k} | `{v['path']}` | {v['bytes']:,} | `{v['sha256'][:16]}…` |"
+                    for k, v in sources.items()) or "| (none) | | | |"
+    lora = "r=%d, alpha=%d" % (model.cfg.lora.r, model.cfg.lora.alpha) if model.has_lora else "none"
     return f"""---
 library_name: tinygptv
 tags: [tinygpt-v, multimodal, vision-language, phi-2]
 ---
 # TinyGPT-V: {stage}
 
-Saved by tinygptv {tinygptv.__version__} on {time.strftime('%Y-%m-%d')}. LoRA: {'r=%d, alpha=%d' % (model.cfg.lora.r, model.cfg.lora.alpha) if model.has_lora else 'none'}.
+Saved by tinygptv {tinygptv.__version__} on {time.strftime('%Y-%m-%d')}. LoRA: {lora}.
 Frozen weights in {model.cfg.frozen_dtype}; trained ones in float32.
 
 ## Parameters
@@ -58,19 +62,22 @@ model = TinyGPTV.from_pretrained("path/to/this/folder")
 ```
 """
 
+# %% ../nbs/14_model_folder.ipynb
 @patch
 def save_pretrained(self: TinyGPTV, path, sources: dict | None = None) -> Path:
-    "Save as a folder: config.json, model.safetensors, adapter/ (peft), tokenizer files and a model card."
+    """Save as a folder: config.json, model.safetensors, adapter/ (peft), tokenizer files and a
+    model card."""
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     sources = sources if sources is not None else getattr(self, "sources", {})
     spec = getattr(self, "stage", None)
-    config = {"model_type": "tinygptv", "tinygptv_version": tinygptv.__version__, "stage": asdict(spec) if spec else None,
-              "sources": sources, **self.cfg.to_dict()}
+    config = {"model_type": "tinygptv", "tinygptv_version": tinygptv.__version__,
+              "stage": asdict(spec) if spec else None, "sources": sources, **self.cfg.to_dict()}
     (tmp / "config.json").write_text(json.dumps(config, indent=1))
     base = {canonical_key(n): p for n, p in self.named_parameters() if "lora_" not in n}
-    write_safetensors(tmp / "model.safetensors", base, {"format": "pt", "producer": f"tinygptv {tinygptv.__version__}"})
+    write_safetensors(tmp / "model.safetensors", base,
+                      {"format": "pt", "producer": f"tinygptv {tinygptv.__version__}"})
     if self.has_lora: self.llm.save_pretrained(tmp / "adapter")
     if self.tokenizer is not None: self.tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(_model_card(self, sources))
@@ -81,23 +88,21 @@ def save_pretrained(self: TinyGPTV, path, sources: dict | None = None) -> Path:
     return path
 
 # %% ../nbs/14_model_folder.ipynb
-def _adapter_rule(key):
-    "peft's saved adapter names (`base_model.model.X.lora_A.weight`) to canonical names (`llm.X.lora_A.weight`)."
-    if key.startswith("base_model.model.") and (".lora_A." in key or ".lora_B." in key):
-        return [("llm." + key[len("base_model.model."):], lambda t: t)]
-    return None
-
 def read_folder(path) -> tuple[TinyGPTVConfig, StageSpec | None, dict, bool]:
-    "Check a model folder and read its config: (config, stage or None, sources, whether it has a LoRA adapter)."
+    """Check a model folder and read its config: (config, stage or None, sources, whether it has a
+    LoRA adapter)."""
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"model folder {path} does not exist")
     cfg_file, weights = path / "config.json", path / "model.safetensors"
     for f in (cfg_file, weights):
-        if not f.exists(): raise CheckpointError(f"{path}: no {f.name}; expected a folder written by TinyGPTV.save_pretrained "
-                                                 "or tinygptv convert (config.json, model.safetensors, and adapter/ when it has LoRA)")
+        if not f.exists():
+            raise CheckpointError(f"{path}: no {f.name}; expected a folder written by "
+                                  "TinyGPTV.save_pretrained or tinygptv convert (config.json, "
+                                  "model.safetensors, and adapter/ when it has LoRA)")
     raw = json.loads(cfg_file.read_text())
     if raw.get("model_type") != "tinygptv":
-        raise CheckpointError(f"{cfg_file}: model_type {raw.get('model_type')!r}, expected 'tinygptv'")
+        raise CheckpointError(f"{cfg_file}: model_type {raw.get('model_type')!r}, expected "
+                              "'tinygptv'")
     stage, sources = raw.pop("stage", None), raw.pop("sources", {})
     for k in ("model_type", "tinygptv_version"): raw.pop(k, None)
     cfg = TinyGPTVConfig.from_dict(raw)
@@ -105,14 +110,24 @@ def read_folder(path) -> tuple[TinyGPTVConfig, StageSpec | None, dict, bool]:
     has_adapter = (adapter / "adapter_model.safetensors").exists()
     spec = StageSpec(**stage) if stage else None
     if spec is not None and spec.lora != has_adapter:
-        raise CheckpointError(f"{path}: the config says stage {spec.stage} {'with' if spec.lora else 'without'} LoRA, but "
-                              f"adapter/adapter_model.safetensors is {'missing' if spec.lora else 'present'}")
+        raise CheckpointError(f"{path}: the config says stage {spec.stage} "
+                              f"{'with' if spec.lora else 'without'} LoRA, but "
+                              "adapter/adapter_model.safetensors is "
+                              f"{'missing' if spec.lora else 'present'}")
     if has_adapter:
         r = json.loads((adapter / "adapter_config.json").read_text())["r"]
-        if r != cfg.lora.r: raise CheckpointError(f"{adapter}: LoRA rank {r}, but config.json says {cfg.lora.r}")
+        if r != cfg.lora.r:
+            raise CheckpointError(f"{adapter}: LoRA rank {r}, but config.json says {cfg.lora.r}")
     return cfg, spec, sources, has_adapter
 
 # %% ../nbs/14_model_folder.ipynb
+def _adapter_rule(key):
+    """peft's saved adapter names (`base_model.model.X.lora_A.weight`) to canonical names
+    (`llm.X.lora_A.weight`)."""
+    if key.startswith("base_model.model.") and (".lora_A." in key or ".lora_B." in key):
+        return [("llm." + key[len("base_model.model."):], lambda t: t)]
+    return None
+
 @patch(cls_method=True)
 def from_pretrained(cls: TinyGPTV, path, device="cpu", frozen_dtype: str | None = None) -> TinyGPTV:
     "Load a folder written by `save_pretrained` (local files only)."
@@ -123,12 +138,14 @@ def from_pretrained(cls: TinyGPTV, path, device="cpu", frozen_dtype: str | None 
     model = empty_model(cfg, spec)
     if spec is None and has_adapter: model.add_lora()
     names = {canonical_key(n) for n, _ in model.named_parameters()}
-    load_tensors(model, LazySafetensors([weights]), lambda k: [(k, lambda t: t)], str(weights), {n for n in names if "lora_" not in n}, device=device)
+    load_tensors(model, LazySafetensors([weights]), lambda k: [(k, lambda t: t)], str(weights),
+                 {n for n in names if "lora_" not in n}, device=device)
     if has_adapter:
-        load_tensors(model, LazySafetensors([adapter / "adapter_model.safetensors"]), _adapter_rule, str(adapter),
-                     {n for n in names if "lora_" in n}, device=device)
+        load_tensors(model, LazySafetensors([adapter / "adapter_model.safetensors"]), _adapter_rule,
+                     str(adapter), {n for n in names if "lora_" in n}, device=device)
     finish_load(model, device=device, allow_fresh=False)
-    if (path / "tokenizer.json").exists() or (path / "vocab.json").exists(): model.tokenizer = load_tokenizer(path)
+    if (path / "tokenizer.json").exists() or (path / "vocab.json").exists():
+        model.tokenizer = load_tokenizer(path)
     model.sources, model.folder = sources, path
     return model.train(False)
 
@@ -174,7 +191,8 @@ def _preset_hint(name: str, p, preset: str, spec) -> str:
 def file_record(path) -> dict:
     "Path, size and SHA-256 of a file (or of a folder's weight files), for provenance."
     path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in (".bin", ".safetensors", ".pth"))
+    weights = lambda p: p.suffix in (".bin", ".safetensors", ".pth")
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if weights(p))
     h, size = hashlib.sha256(), 0
     for f in files:
         size += f.stat().st_size
@@ -182,15 +200,20 @@ def file_record(path) -> dict:
             for chunk in iter(lambda: fh.read(1 << 24), b""): h.update(chunk)
     return {"path": str(path), "bytes": size, "sha256": h.hexdigest()}
 
+# %% ../nbs/14_model_folder.ipynb
 def convert(phi2, eva, blip2, stage: int, out=None, minigpt4=None, ckpt=None, preset: str = "paper",
             frozen_dtype: str = "float16", lora_r: int | None = None, lora_in_stage1: bool = False,
-            train_qformer: bool = False, verbose: bool = True, cfg: TinyGPTVConfig | None = None) -> TinyGPTV:
-    "A TinyGPT-V for `stage` from upstream files (local paths); saved to `out` when given. `cfg` overrides `preset`."
+            train_qformer: bool = False, verbose: bool = True,
+            cfg: TinyGPTVConfig | None = None) -> TinyGPTV:
+    """A TinyGPT-V for `stage` from upstream files (local paths); saved to `out` when given. `cfg`
+    overrides `preset`."""
     given_cfg = cfg is not None
     cfg = cfg or TinyGPTVConfig.from_preset(preset, frozen_dtype=frozen_dtype)
-    spec = get_stage(stage, lora_in_stage1, train_qformer, native_size=cfg.vision.img_size)   # the encoder's own size
+    spec = get_stage(stage, lora_in_stage1, train_qformer,
+                     native_size=cfg.vision.img_size)                      # the encoder's own size
     if lora_r: cfg.lora = LoraSettings(**{**asdict(cfg.lora), "r": lora_r})
-    tokenizer = load_tokenizer(phi2)                           # fail early: a Phi-2 folder must carry its tokenizer
+    # fail early: a Phi-2 folder must carry its tokenizer
+    tokenizer = load_tokenizer(phi2)
     model = empty_model(cfg, spec)
     steps = [("phi2", load_phi2, phi2), ("eva", load_eva, eva), ("blip2", load_blip2, blip2),
              ("minigpt4", load_minigpt4, minigpt4), ("ckpt", load_stage_ckpt, ckpt)]
@@ -206,7 +229,8 @@ def convert(phi2, eva, blip2, stage: int, out=None, minigpt4=None, ckpt=None, pr
         sources[name] = file_record(p)
     fresh = finish_load(model)
     if verbose:
-        for why, names in fresh.items(): print(f"{len(names)} parameters start fresh ({why}): {MAY_START_FRESH[why][1]}")
+        for why, names in fresh.items():
+            print(f"{len(names)} parameters start fresh ({why}): {MAY_START_FRESH[why][1]}")
     model.tokenizer, model.sources = tokenizer, sources
     if out is not None: model.save_pretrained(out, sources)
     return model

@@ -8,10 +8,11 @@ from dataclasses import dataclass, asdict
 
 import torch
 from torch import nn
+from fastcore.basics import patch
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, AutoModelForCausalLM, PhiConfig
-from transformers.models.phi.modeling_phi import (PhiDecoderLayer, PhiForCausalLM, PhiModel, PhiPreTrainedModel,
-                                                  PhiRotaryEmbedding)
+from transformers.models.phi.modeling_phi import (PhiDecoderLayer, PhiForCausalLM, PhiModel,
+                                                  PhiPreTrainedModel, PhiRotaryEmbedding)
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 # %% auto 0
@@ -40,25 +41,10 @@ class LLMConfig:
     @classmethod
     def paper(cls): return cls()
     @classmethod
-    def tiny(cls): return cls(vocab_size=1024, hidden_size=160, intermediate_size=640, num_layers=4, num_heads=2,
-                              resid_pdrop=0.0, eos_token_id=0)
+    def tiny(cls): return cls(vocab_size=1024, hidden_size=160, intermediate_size=640, num_layers=4,
+                              num_heads=2, resid_pdrop=0.0, eos_token_id=0)
     @property
     def head_dim(self) -> int: return self.hidden_size // self.num_heads
-
-    def to_hf(self) -> "TinyGPTVPhiConfig":
-        rot = self.head_dim * self.partial_rotary_factor
-        if rot != int(rot) or int(rot) % 2:
-            raise ValueError(f"LLMConfig: head_dim {self.head_dim} x partial_rotary_factor {self.partial_rotary_factor} "
-                             f"= {rot} rotary dims; it must be an even integer")
-        e = self.eos_token_id
-        return TinyGPTVPhiConfig(
-            vocab_size=self.vocab_size, hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
-            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
-            rope_parameters=dict(rope_type="default", rope_theta=self.rope_theta,
-                                 partial_rotary_factor=self.partial_rotary_factor),
-            max_position_embeddings=self.max_position_embeddings, layer_norm_eps=self.layer_norm_eps,
-            resid_pdrop=self.resid_pdrop, qk_layernorm=self.qk_layernorm, post_layernorm=self.post_layernorm,
-            rms_norm_eps=self.rms_norm_eps, bos_token_id=e, eos_token_id=e, pad_token_id=e)
 
 # %% ../nbs/03_phi2_normalization.ipynb
 @strict
@@ -69,19 +55,42 @@ class TinyGPTVPhiConfig(PhiConfig):
     rms_norm_eps: float = 1e-6
 
 # %% ../nbs/03_phi2_normalization.ipynb
+@patch
+def to_hf(self: LLMConfig) -> "TinyGPTVPhiConfig":
+    "The transformers config of this LLM."
+    rot = self.head_dim * self.partial_rotary_factor
+    if rot != int(rot) or int(rot) % 2:
+        raise ValueError(f"LLMConfig: head_dim {self.head_dim} x partial_rotary_factor "
+                         f"{self.partial_rotary_factor} = {rot} rotary dims; "
+                         "it must be an even integer")
+    e = self.eos_token_id
+    return TinyGPTVPhiConfig(
+        vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+        intermediate_size=self.intermediate_size, num_hidden_layers=self.num_layers,
+        num_attention_heads=self.num_heads,
+        rope_parameters=dict(rope_type="default", rope_theta=self.rope_theta,
+                             partial_rotary_factor=self.partial_rotary_factor),
+        max_position_embeddings=self.max_position_embeddings, layer_norm_eps=self.layer_norm_eps,
+        resid_pdrop=self.resid_pdrop, qk_layernorm=self.qk_layernorm,
+        post_layernorm=self.post_layernorm, rms_norm_eps=self.rms_norm_eps,
+        bos_token_id=e, eos_token_id=e, pad_token_id=e)
+
+# %% ../nbs/03_phi2_normalization.ipynb
 class TinyGPTVPhiDecoderLayer(PhiDecoderLayer):
     "Phi's parallel block with an RMSNorm on the attention output (`post_layernorm`)."
     def __init__(self, config: TinyGPTVPhiConfig, layer_idx: int):
         super().__init__(config, layer_idx)
-        self.post_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps) if config.post_layernorm else None
+        self.post_layernorm = (LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+                               if config.post_layernorm else None)
 
     def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=False, position_embeddings=None, **kwargs):
         residual = hidden_states
         h = self.input_layernorm(hidden_states)
-        attn, _ = self.self_attn(hidden_states=h, attention_mask=attention_mask, position_ids=position_ids,
-                                 past_key_values=past_key_values, use_cache=use_cache,
-                                 position_embeddings=position_embeddings, **kwargs)
+        attn, _ = self.self_attn(hidden_states=h, attention_mask=attention_mask,
+                                 position_ids=position_ids, past_key_values=past_key_values,
+                                 use_cache=use_cache, position_embeddings=position_embeddings,
+                                 **kwargs)
         if self.post_layernorm is not None: attn = self.post_layernorm(attn)
         return self.resid_dropout(attn) + self.resid_dropout(self.mlp(h)) + residual
 
@@ -93,7 +102,8 @@ class TinyGPTVPhiModel(PhiModel):
         PhiPreTrainedModel.__init__(self, config)
         self.padding_idx, self.vocab_size = config.pad_token_id, config.vocab_size
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
-        self.layers = nn.ModuleList([TinyGPTVPhiDecoderLayer(config, i) for i in range(config.num_hidden_layers)])
+        self.layers = nn.ModuleList([TinyGPTVPhiDecoderLayer(config, i)
+                                     for i in range(config.num_hidden_layers)])
         self.rotary_emb = PhiRotaryEmbedding(config=config)
         self.gradient_checkpointing = False
         self.embed_dropout = nn.Dropout(config.embd_pdrop)
@@ -114,9 +124,10 @@ AutoConfig.register("tinygptv_phi", TinyGPTVPhiConfig, exist_ok=True)
 AutoModelForCausalLM.register(TinyGPTVPhiConfig, TinyGPTVPhiForCausalLM, exist_ok=True)
 
 # %% ../nbs/03_phi2_normalization.ipynb
-TRAINABLE_NORMS = ("input_layernorm", "post_layernorm", "q_layernorm", "k_layernorm", "final_layernorm")
+TRAINABLE_NORMS = ("input_layernorm", "post_layernorm", "q_layernorm", "k_layernorm",
+                   "final_layernorm")
 
 def is_trainable_norm(name: str) -> bool:
-    "Whether parameter `name` is one of the norm weights TinyGPT-V trains in Phi-2 (biases stay frozen)."
+    "Whether parameter `name` is a norm weight TinyGPT-V trains in Phi-2 (biases stay frozen)."
     parts = name.split(".")
     return len(parts) >= 2 and parts[-1] == "weight" and parts[-2] in TRAINABLE_NORMS

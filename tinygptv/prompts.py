@@ -15,31 +15,39 @@ from .vision import load_image
 # %% auto 0
 __all__ = ['IMG', 'END_SYMS', 'TEMPLATE_STOPS', 'CAPTION_PROMPTS', 'TASK_TEMPLATES', 'TASKS', 'BOX_RE', 'GROUNDED_RE', 'PALETTE',
            'render', 'template_html', 'stop_strings', 'cut_answer', 'alignment_prompts', 'task_instruction',
-           'blip_caption', 'BoxParseError', 'box_to_grid', 'format_box', 'parse_box', 'parse_boxes', 'grid_to_pixels',
+           'blip_caption', 'BoxParseError', 'box_to_grid', 'format_box', 'grid_to_pixels', 'parse_box', 'parse_boxes',
            'format_grounded', 'parse_grounded', 'draw_boxes', 'draw_answer']
 
 # %% ../nbs/08_prompts.ipynb
-IMG = "<Img><ImageHere></Img>"   # one image in a prompt; <ImageHere> is replaced by its 32 embeddings
-END_SYMS = {1: "\n", 2: "\n", 3: "###", 4: "###"}   # what ends a learnt answer in each stage's template
+# one image in a prompt; <ImageHere> is replaced by its 32 embeddings
+IMG = "<Img><ImageHere></Img>"
+# what ends a learnt answer in each stage's template
+END_SYMS = {1: "\n", 2: "\n", 3: "###", 4: "###"}
 
 def render(stage: int, turns, image: bool = True) -> list[tuple[str, bool]]:
-    "Pieces `(text, supervised)` of a conversation in `stage`'s template; `turns` are `(instruction, answer)`, the last answer may be None (inference)."
+    """Pieces `(text, supervised)` of a conversation in `stage`'s template; `turns` are
+    `(instruction, answer)`, the last answer may be None (inference)."""
     if stage not in END_SYMS: raise ValueError(f"stage must be one of 1, 2, 3, 4; got {stage!r}")
     turns = list(turns)
     if not turns: raise ValueError("a sample needs at least one turn")
     end = END_SYMS[stage]
     for i, (_, a) in enumerate(turns[:-1]):
-        if a is None: raise ValueError(f"turn {i} has no answer; only the last turn may be unanswered")
+        if a is None:
+            raise ValueError(f"turn {i} has no answer; only the last turn may be unanswered")
     pieces = []
     if stage in (1, 2):
-        if len(turns) > 1 or turns[0][0]: raise ValueError(f"stage {stage} takes one turn with an empty instruction (a caption)")
+        if len(turns) > 1 or turns[0][0]:
+            raise ValueError(f"stage {stage} takes one turn with an empty instruction (a caption)")
         pieces.append(("<ImageHere>", False))
     for i, (q, a) in enumerate(turns):
         if stage == 3:
             pieces.append((f"###Human: {IMG} {q} ###Assistant: " if i == 0 and image else
-                           f"###Human: {q} ###Assistant: " if i == 0 else f"Human: {q} ###Assistant: ", False))
+                           f"###Human: {q} ###Assistant: " if i == 0
+                           else f"Human: {q} ###Assistant: ", False))
         elif stage == 4:
-            if i == 0: pieces.append((f"[INST] {IMG} {q}  [/INST]" if image else f"[INST] {q} [/INST]", False))
+            if i == 0:
+                pieces.append((f"[INST] {IMG} {q}  [/INST]" if image else f"[INST] {q} [/INST]",
+                               False))
             else: pieces.append((f"{EOT}[INST] {q}  [/INST]", False))
         if a is not None: pieces.append((a + end, True))
     return pieces
@@ -51,12 +59,15 @@ def template_html(tokenizer, turns, stage: int, image: bool = True):
     return layout_html(tokenizer, ids, labels)
 
 # %% ../nbs/08_prompts.ipynb
-TEMPLATE_STOPS = {1: ("\n",), 2: ("\n",), 3: ("###", "Human:", "Assistant:", "<Img>", "</Img>"),
-                  4: ("###", "[INST]", "[/INST]", "<Img>", "</Img>", EOT)}
+_MARKUP = ("<Img>", "</Img>", "[INST]", "[/INST]", "###", EOT)    # template text no answer contains
+TEMPLATE_STOPS = {1: ("\n",) + _MARKUP, 2: ("\n",) + _MARKUP, 3: ("###", "Human:", "Assistant:") + _MARKUP[:4] + (EOT,),
+                  4: ("###",) + _MARKUP[:4] + (EOT,)}
 
 def stop_strings(stage: int) -> tuple[str, ...]:
-    "The strings that end an answer in `stage`'s template: its end symbol and every template boundary."
-    if stage not in TEMPLATE_STOPS: raise ValueError(f"stage must be one of 1, 2, 3, 4; got {stage!r}")
+    """The strings that end an answer in `stage`'s template: its end symbol and every template
+    boundary."""
+    if stage not in TEMPLATE_STOPS:
+        raise ValueError(f"stage must be one of 1, 2, 3, 4; got {stage!r}")
     return TEMPLATE_STOPS[stage]
 
 def cut_answer(text: str, stage: int = 4) -> str:
@@ -65,40 +76,57 @@ def cut_answer(text: str, stage: int = 4) -> str:
 
 # %% ../nbs/08_prompts.ipynb
 def alignment_prompts(path=None) -> list[str]:
-    "The stage-3 prompts (instruction text after `<Img><ImageHere></Img> `), from the shipped file or `path`."
-    text = (open(path).read() if path else files("tinygptv").joinpath("assets/prompts/alignment.txt").read_text())
+    "The stage-3 prompts (text after `<Img><ImageHere></Img> `), from the shipped file or `path`."
+    text = (open(path).read() if path
+            else files("tinygptv").joinpath("assets/prompts/alignment.txt").read_text())
     lines = [l.strip() for l in text.splitlines() if "<ImageHere>" in l]
-    if not lines: raise ValueError(f"{path or 'alignment.txt'}: no line contains <ImageHere>; expected lines like "
-                                   f"'{IMG} Describe this image in detail.'")
+    if not lines:
+        raise ValueError(f"{path or 'alignment.txt'}: no line contains <ImageHere>; expected lines "
+                         f"like '{IMG} Describe this image in detail.'")
     return [l.replace(IMG, "", 1).strip() for l in lines]
 
 # %% ../nbs/08_prompts.ipynb
 CAPTION_PROMPTS = [
-    "Briefly describe this image.", "Provide a concise depiction of this image.", "Present a short description of this image.",
-    "Summarize this image in a few words.", "A short image caption:", "A short image description:", "A photo of ",
-    "An image that shows ", "Write a short description for the image. ", "Write a description for the photo.",
-    "Provide a description of what is presented in the photo.", "Briefly describe the content of the image.",
-    "Can you briefly explain what you see in the image?", "Could you use a few words to describe what you perceive in the photo?",
-    "Please provide a short depiction of the picture.", "Using language, provide a short account of the image.",
+    "Briefly describe this image.", "Provide a concise depiction of this image.",
+    "Present a short description of this image.", "Summarize this image in a few words.",
+    "A short image caption:", "A short image description:", "A photo of ", "An image that shows ",
+    "Write a short description for the image. ", "Write a description for the photo.",
+    "Provide a description of what is presented in the photo.",
+    "Briefly describe the content of the image.",
+    "Can you briefly explain what you see in the image?",
+    "Could you use a few words to describe what you perceive in the photo?",
+    "Please provide a short depiction of the picture.",
+    "Using language, provide a short account of the image.",
     "Use a few words to illustrate what is happening in the picture."]
 
 TASK_TEMPLATES = {
-    "[vqa]": ["[vqa] {}", "[vqa] Based on the image, respond to this question with a short answer: {}"],
+    "[vqa]": ["[vqa] {}",
+              "[vqa] Based on the image, respond to this question with a short answer: {}"],
     "[caption]": ["[caption] " + p for p in CAPTION_PROMPTS],
     "[refer]": ["[refer] {}", "[refer] give me the location of {}", "[refer] where is {} ?",
-                "[refer] from this image, tell me the location of {}", "[refer] the location of {} is",
-                "[refer] could you tell me the location for {} ?", "[refer] where can I locate the {} ?"],
-    "[identify]": ["[identify] {}", "[identify] what object is in this location {}", "[identify] identify the object present at this location {}",
-                   "[identify] what is it in {}", "[identify] describe this object in {}", "[identify] this {} is", "[identify] the object in {} is"],
-    "[grounding]": ["[grounding] please describe this image in details", "[grounding] describe this image as detailed as possible",
-                    "[grounding] summarize this image in details", "[grounding] give a thorough description of what you see in this image"],
+                "[refer] from this image, tell me the location of {}",
+                "[refer] the location of {} is",
+                "[refer] could you tell me the location for {} ?",
+                "[refer] where can I locate the {} ?"],
+    "[identify]": ["[identify] {}", "[identify] what object is in this location {}",
+                   "[identify] identify the object present at this location {}",
+                   "[identify] what is it in {}", "[identify] describe this object in {}",
+                   "[identify] this {} is", "[identify] the object in {} is"],
+    "[grounding]": ["[grounding] please describe this image in details",
+                    "[grounding] describe this image as detailed as possible",
+                    "[grounding] summarize this image in details",
+                    "[grounding] give a thorough description of what you see in this image"],
     "[detection]": ["[detection] {}"],
 }
 TASKS = tuple(TASK_TEMPLATES)
 
-def task_instruction(task: str, text: str = "", rng: random.Random | None = None, template: int | None = None) -> str:
-    "An instruction for `task` with `text` filled in: template number `template`, or one drawn with `rng`."
-    if task not in TASK_TEMPLATES: raise ValueError(f"unknown task {task!r}; the task identifiers are {', '.join(TASKS)}")
+# %% ../nbs/08_prompts.ipynb
+def task_instruction(task: str, text: str = "", rng: random.Random | None = None,
+                     template: int | None = None) -> str:
+    """An instruction for `task` with `text` filled in: template number `template`, or one drawn
+    with `rng`."""
+    if task not in TASK_TEMPLATES:
+        raise ValueError(f"unknown task {task!r}; the task identifiers are {', '.join(TASKS)}")
     pool = TASK_TEMPLATES[task]
     t = pool[template] if template is not None else (rng or random).choice(pool)
     return t.format(text) if "{}" in t else t
@@ -117,27 +145,40 @@ BOX_RE = re.compile(r"\{\s*<(-?\d+)>\s*<(-?\d+)>\s*<(-?\d+)>\s*<(-?\d+)>\s*\}")
 class BoxParseError(ValueError):
     "A string that is not a box in TinyGPT-V's grammar."
 
-def box_to_grid(x: float, y: float, w: float, h: float, width: int, height: int) -> tuple[int, int, int, int]:
-    "A pixel box (x, y, w, h) in a `width`x`height` image on the 0–100 grid, as upstream computes it (truncated, clamped)."
-    if width <= 0 or height <= 0: raise ValueError(f"image size must be positive, got {width}x{height}")
+def box_to_grid(x: float, y: float, w: float, h: float,
+                width: int, height: int) -> tuple[int, int, int, int]:
+    """A pixel box (x, y, w, h) in a `width`x`height` image on the 0–100 grid, as upstream computes
+    it (truncated, clamped)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
     c = lambda v: min(100, max(0, int(v)))
-    return c(x / width * 100), c(y / height * 100), c((x + w) / width * 100), c((y + h) / height * 100)
+    return (c(x / width * 100), c(y / height * 100),
+            c((x + w) / width * 100), c((y + h) / height * 100))
 
 def format_box(x1: int, y1: int, x2: int, y2: int) -> str:
     "The box string `{<x1><y1><x2><y2>}`."
     return "{" + "".join(f"<{int(v)}>" for v in (x1, y1, x2, y2)) + "}"
 
+def grid_to_pixels(box, width: int, height: int) -> tuple[float, float, float, float]:
+    "A 0–100 grid box back to pixel (x1, y1, x2, y2) in a `width`x`height` image."
+    x1, y1, x2, y2 = box
+    return x1 * width / 100, y1 * height / 100, x2 * width / 100, y2 * height / 100
+
+# %% ../nbs/08_prompts.ipynb
 def _check(vals, s):
     x1, y1, x2, y2 = (min(100, max(0, v)) for v in vals)
     if x2 < x1 or y2 < y1: raise BoxParseError(f"box {s!r} has x2 < x1 or y2 < y1")
     return x1, y1, x2, y2
 
 def parse_box(s: str, errors: str = "raise"):
-    "Exactly one box `{<x1><y1><x2><y2>}` -> (x1, y1, x2, y2) clamped to 0–100; `errors='none'` returns None when malformed."
+    """Exactly one box `{<x1><y1><x2><y2>}` -> (x1, y1, x2, y2) clamped to 0–100; `errors='none'`
+    returns None when malformed."""
     try:
         if not isinstance(s, str): raise BoxParseError(f"expected a string, got {type(s).__name__}")
         m = BOX_RE.fullmatch(s.strip())
-        if not m: raise BoxParseError(f"{s!r} is not a box; expected {{<x1><y1><x2><y2>}} with integers on the 0-100 grid")
+        if not m:
+            raise BoxParseError(f"{s!r} is not a box; expected {{<x1><y1><x2><y2>}} with integers "
+                                "on the 0-100 grid")
         return _check([int(v) for v in m.groups()], s)
     except BoxParseError:
         if errors == "none": return None
@@ -151,11 +192,6 @@ def parse_boxes(text: str) -> list[tuple[int, int, int, int]]:
         except BoxParseError: pass
     return out
 
-def grid_to_pixels(box, width: int, height: int) -> tuple[float, float, float, float]:
-    "A 0–100 grid box back to pixel (x1, y1, x2, y2) in a `width`x`height` image."
-    x1, y1, x2, y2 = box
-    return x1 * width / 100, y1 * height / 100, x2 * width / 100, y2 * height / 100
-
 # %% ../nbs/08_prompts.ipynb
 GROUNDED_RE = re.compile(r"<p>(.*?)</p>\s*((?:\{[^{}]*\}\s*(?:<delim>\s*)?)+)")
 
@@ -165,7 +201,8 @@ def format_grounded(phrase: str, boxes) -> str:
     return f"<p>{phrase}</p> " + "<delim>".join(format_box(*b) for b in boxes)
 
 def parse_grounded(text: str) -> list[tuple[str, list[tuple[int, int, int, int]]]]:
-    "Phrases with their boxes from `<p>phrase</p> {box}<delim>{box}` markup (phrases without a valid box dropped)."
+    """Phrases with their boxes from `<p>phrase</p> {box}<delim>{box}` markup (phrases without a
+    valid box dropped)."""
     out = []
     for m in GROUNDED_RE.finditer(text or ""):
         boxes = parse_boxes(m[2])
@@ -193,5 +230,7 @@ def draw_boxes(image, boxes, labels=None, width: int = 3) -> Image.Image:
 def draw_answer(image, answer: str) -> Image.Image:
     "Draw every phrase-with-box (or, failing that, every box) found in a model's answer."
     items = parse_grounded(answer)
-    if items: return draw_boxes(image, [b for _, bs in items for b in bs], [p for p, bs in items for _ in bs])
+    if items:
+        return draw_boxes(image, [b for _, bs in items for b in bs],
+                          [p for p, bs in items for _ in bs])
     return draw_boxes(image, parse_boxes(answer))

@@ -16,7 +16,7 @@ __all__ = ['QFormerConfig', 'build_qformer', 'run_qformer', 'fold_projection']
 # %% ../nbs/02_qformer_projection.ipynb
 @dataclass
 class QFormerConfig:
-    "BLIP-2's Q-Former: a BERT over learned queries, cross-attending to the image every `cross_attention_freq` layers."
+    "BLIP-2's Q-Former: a BERT over learned queries, reading the image every few layers."
     num_queries: int = 32
     hidden_size: int = 768
     num_layers: int = 12
@@ -34,29 +34,33 @@ class QFormerConfig:
     def to_hf(self, encoder_width: int) -> Blip2QFormerConfig:
         "The transformers config, with `encoder_width` the width of the image tokens it reads."
         return Blip2QFormerConfig(
-            hidden_size=self.hidden_size, num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
-            intermediate_size=self.intermediate_size, encoder_hidden_size=encoder_width,
-            cross_attention_frequency=self.cross_attention_freq, layer_norm_eps=self.layer_norm_eps,
-            hidden_dropout_prob=self.dropout, attention_probs_dropout_prob=self.dropout)
+            hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads, intermediate_size=self.intermediate_size,
+            encoder_hidden_size=encoder_width, cross_attention_frequency=self.cross_attention_freq,
+            layer_norm_eps=self.layer_norm_eps, hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout)
 
 # %% ../nbs/02_qformer_projection.ipynb
 def build_qformer(cfg: QFormerConfig, encoder_width: int) -> tuple[Blip2QFormerModel, nn.Parameter]:
-    "transformers' Q-Former reading `encoder_width`-d image tokens, and its learned query tokens [1, num_queries, hidden]."
+    """transformers' Q-Former reading `encoder_width`-d image tokens, and its learned query tokens
+    [1, num_queries, hidden]."""
     qformer = Blip2QFormerModel(cfg.to_hf(encoder_width))
     query_tokens = nn.Parameter(torch.zeros(1, cfg.num_queries, cfg.hidden_size))
     nn.init.normal_(query_tokens, std=0.02)
     return qformer, query_tokens
 
-def run_qformer(qformer: Blip2QFormerModel, query_tokens: torch.Tensor, image_tokens: torch.Tensor, **kw):
-    "The queries read the image: `image_tokens` [B, N, width] -> model output with `last_hidden_state` [B, num_queries, hidden]."
+def run_qformer(qformer: Blip2QFormerModel, query_tokens: torch.Tensor,
+                image_tokens: torch.Tensor, **kw):
+    """The queries read the image: `image_tokens` [B, N, width] -> model output with
+    `last_hidden_state` [B, num_queries, hidden]."""
     queries = query_tokens.expand(image_tokens.shape[0], -1, -1)
     return qformer(query_embeds=queries, encoder_hidden_states=image_tokens, **kw)
 
 # %% ../nbs/02_qformer_projection.ipynb
 def fold_projection(llama_proj: nn.Linear, llama_proj2: nn.Linear) -> nn.Linear:
     "The single Linear equal to `llama_proj2(llama_proj(x))` (no activation between them upstream)."
-    folded = nn.Linear(llama_proj.in_features, llama_proj2.out_features, device=llama_proj.weight.device,
-                       dtype=llama_proj.weight.dtype)
+    folded = nn.Linear(llama_proj.in_features, llama_proj2.out_features,
+                       device=llama_proj.weight.device, dtype=llama_proj.weight.dtype)
     with torch.no_grad():
         folded.weight.copy_(llama_proj2.weight @ llama_proj.weight)
         folded.bias.copy_(llama_proj2.weight @ llama_proj.bias + llama_proj2.bias)

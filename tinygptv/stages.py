@@ -21,25 +21,30 @@ __all__ = ['TRAINABLE_GROUPS', 'STAGES', 'PAPER_NATIVE_SIZE', 'PARTS', 'StageSpe
 TRAINABLE_GROUPS = {
     "projection": lambda n: n.startswith(("llama_proj.", "llama_proj2.")),
     "norm_weights": lambda n: n.startswith("llm.") and is_trainable_norm(n),
-    "added_norm_weights": lambda n: n.startswith("llm.") and is_trainable_norm(n) and not n.endswith(("input_layernorm.weight", "final_layernorm.weight")),
+    "added_norm_weights": lambda n: n.startswith("llm.") and is_trainable_norm(n)
+                                    and not n.endswith(("input_layernorm.weight",
+                                                        "final_layernorm.weight")),
     "lora": lambda n: ".lora_A." in n or ".lora_B." in n,
     "qformer": lambda n: n.startswith("qformer.") or n == "query_tokens",
 }
 
+# %% ../nbs/07_stages.ipynb
 @dataclass(frozen=True)
 class StageSpec:
-    "One training stage: which parameter groups train, the image size, LoRA or not (the prompt templates are in *Prompts*)."
+    """One training stage: which parameter groups train, the image size, LoRA or not
+    (the prompt templates are in *Prompts*)."""
     stage: int
     name: str
     image_size: int
     lora: bool
     train_qformer: bool = False
-    train_input_norms: bool = True      # Phi-2's input/final LayerNorm weights train too (the paper); False for ablations
+    train_input_norms: bool = True   # Phi-2's input/final LayerNorm weights train too (the paper)
 
     @property
     def trainable(self) -> tuple[str, ...]:
         norms = "norm_weights" if self.train_input_norms else "added_norm_weights"
-        return ("projection", norms) + (("lora",) if self.lora else ()) + (("qformer",) if self.train_qformer else ())
+        return (("projection", norms) + (("lora",) if self.lora else ())
+                + (("qformer",) if self.train_qformer else ()))
 
 STAGES = {
     1: StageSpec(1, "warm-up", 224, lora=False),
@@ -47,7 +52,6 @@ STAGES = {
     3: StageSpec(3, "instruction learning", 224, lora=True),
     4: StageSpec(4, "multi-task learning", 448, lora=True),
 }
-
 
 # %% ../nbs/07_stages.ipynb
 PAPER_NATIVE_SIZE = 224     # EVA ViT-g's native size: STAGES' 224 and 448 px are 1x and 2x of it
@@ -61,7 +65,8 @@ def get_stage(n: int, lora_in_stage1: bool = False, train_qformer: bool = False,
         s = replace(s, image_size=s.image_size // PAPER_NATIVE_SIZE * native_size)
     if lora_in_stage1 and n == 1: s = replace(s, lora=True)
     if train_qformer:
-        if n != 4: raise ValueError("train_qformer is the pre-v1 stage-4 variant; it applies to stage 4 only")
+        if n != 4: raise ValueError("train_qformer is the pre-v1 stage-4 variant; "
+                                    "it applies to stage 4 only")
         s = replace(s, train_qformer=True)
     return s
 
@@ -74,8 +79,9 @@ def trainable_names(model: nn.Module, spec: StageSpec) -> list[str]:
 def apply_stage(model: TinyGPTV, spec: StageSpec) -> TinyGPTV:
     "Configure `model` for stage `spec`: image size, LoRA, and which parameters train (in place)."
     if model.has_lora and not spec.lora:
-        raise ValueError(f"stage {spec.stage} trains without LoRA, but the model already has LoRA adapters "
-                         "(load weights from an earlier stage, or use lora_in_stage1=True)")
+        raise ValueError(f"stage {spec.stage} trains without LoRA, but the model already has "
+                         "LoRA adapters (load weights from an earlier stage, or use "
+                         "lora_in_stage1=True)")
     model.set_image_size(spec.image_size)
     if spec.lora: model.add_lora()
     train = set(trainable_names(model, spec))
@@ -90,7 +96,8 @@ PARTS = {
     "Q-Former + queries": TRAINABLE_GROUPS["qformer"],
     "projection": TRAINABLE_GROUPS["projection"],
     "LoRA": TRAINABLE_GROUPS["lora"],
-    "added norms (QK-LN, post RMSNorm)": lambda n: n.startswith("llm.") and any(f".{k}." in n for k in ("q_layernorm", "k_layernorm", "post_layernorm")),
+    "added norms (QK-LN, post RMSNorm)": lambda n: n.startswith("llm.") and any(
+        f".{k}." in n for k in ("q_layernorm", "k_layernorm", "post_layernorm")),
     "Phi-2": lambda n: n.startswith("llm."),
 }
 
@@ -100,15 +107,19 @@ def part_of(name: str) -> str:
         if rule(name): return part
     raise ValueError(f"parameter {name!r} belongs to no part of TinyGPT-V")
 
+# %% ../nbs/07_stages.ipynb
 def parameter_table(model: nn.Module) -> list[dict]:
-    "Per part: parameters, trainable parameters and dtypes, in the order of `PARTS` (+ a total row)."
+    "Per part: parameters, trainable parameters and dtypes, in the order of `PARTS`, + a total row."
     rows = {p: dict(part=p, params=0, trainable=0, dtypes=set()) for p in PARTS}
     for n, p in model.named_parameters():
         r = rows[part_of(n)]
-        r["params"] += p.numel(); r["trainable"] += p.numel() if p.requires_grad else 0; r["dtypes"].add(str(p.dtype).removeprefix("torch."))
-    order = ["vision encoder (EVA ViT)", "ln_vision", "Q-Former + queries", "projection", "Phi-2", "added norms (QK-LN, post RMSNorm)", "LoRA"]
+        r["params"] += p.numel(); r["trainable"] += p.numel() if p.requires_grad else 0
+        r["dtypes"].add(str(p.dtype).removeprefix("torch."))
+    order = ["vision encoder (EVA ViT)", "ln_vision", "Q-Former + queries", "projection", "Phi-2",
+             "added norms (QK-LN, post RMSNorm)", "LoRA"]
     out = [rows[p] for p in order if rows[p]["params"]]
-    out.append(dict(part="total", params=sum(r["params"] for r in out), trainable=sum(r["trainable"] for r in out),
+    out.append(dict(part="total", params=sum(r["params"] for r in out),
+                    trainable=sum(r["trainable"] for r in out),
                     dtypes=set().union(*(r["dtypes"] for r in out))))
     return out
 
@@ -116,21 +127,27 @@ def format_table(rows: list[dict]) -> str:
     lines = [f"{'part':36s}{'parameters':>16s}{'trainable':>14s}  dtype"]
     for r in rows:
         if r["part"] == "total": lines.append("-" * 74)
-        lines.append(f"{r['part']:36s}{r['params']:>16,}{r['trainable']:>14,}  {', '.join(sorted(r['dtypes']))}")
+        lines.append(f"{r['part']:36s}{r['params']:>16,}{r['trainable']:>14,}  "
+                     f"{', '.join(sorted(r['dtypes']))}")
     return "\n".join(lines)
 
 # %% ../nbs/07_stages.ipynb
-def describe(preset: str = "tiny", stage: int = 1, lora_in_stage1: bool = False, train_qformer: bool = False,
-             frozen_dtype: str | None = None) -> str:
+def describe(preset: str = "tiny", stage: int = 1, lora_in_stage1: bool = False,
+             train_qformer: bool = False, frozen_dtype: str | None = None) -> str:
     "The parameter table of the `preset` model configured for `stage`."
-    cfg = TinyGPTVConfig.from_preset(preset, **({"frozen_dtype": frozen_dtype} if frozen_dtype else {}))
+    cfg = TinyGPTVConfig.from_preset(preset,
+                                     **({"frozen_dtype": frozen_dtype} if frozen_dtype else {}))
     spec = get_stage(stage, lora_in_stage1, train_qformer, native_size=cfg.vision.img_size)
     with torch.device("meta"):
         model = apply_stage(TinyGPTV(cfg), spec)
     rows = parameter_table(model)
-    norms = sum(p.numel() for n, p in model.named_parameters() if TRAINABLE_GROUPS["norm_weights"](n))
-    lora = f"LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} dropout={cfg.lora.dropout} on {', '.join(cfg.lora.target_modules)}" if spec.lora else "no LoRA"
-    head = (f"TinyGPT-V, {preset} preset, stage {spec.stage} ({spec.name}): {spec.image_size} px images, {lora}, "
+    norms = sum(p.numel() for n, p in model.named_parameters()
+                if TRAINABLE_GROUPS["norm_weights"](n))
+    lora = (f"LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} dropout={cfg.lora.dropout} "
+            f"on {', '.join(cfg.lora.target_modules)}" if spec.lora else "no LoRA")
+    head = (f"TinyGPT-V, {preset} preset, stage {spec.stage} ({spec.name}): "
+            f"{spec.image_size} px images, {lora}, "
             f"\ntrains: {', '.join(spec.trainable)}; "
             f"frozen weights in {cfg.frozen_dtype}, trained ones in float32\n")
-    return head + format_table(rows) + f"\n(trainable norm weights: {norms:,}, inside Phi-2 and the added norms)"
+    return (head + format_table(rows)
+            + f"\n(trainable norm weights: {norms:,}, inside Phi-2 and the added norms)")

@@ -12,7 +12,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from .datasets import DataReport, Sample
-from .prompts import TASK_TEMPLATES, alignment_prompts, box_to_grid, format_box, format_grounded, render, task_instruction
+from .prompts import (TASK_TEMPLATES, alignment_prompts, box_to_grid, format_box,
+                              format_grounded, render, task_instruction)
 from .tokenizer import load_tokenizer, train_bpe_tokenizer
 
 # %% auto 0
@@ -21,8 +22,8 @@ __all__ = ['COLORS', 'SHAPES', 'BACKGROUNDS', 'NUMBERS', 'SPLIT_SEEDS', 'TEXT_FA
            'make_sample', 'SyntheticDataset', 'tokenizer_corpus', 'tiny_tokenizer']
 
 # %% ../nbs/11_synthetic.ipynb
-COLORS = {"red": (215, 45, 45), "green": (45, 165, 70), "blue": (45, 85, 215), "yellow": (240, 205, 40),
-          "purple": (140, 65, 185), "orange": (245, 135, 30)}
+COLORS = {"red": (215, 45, 45), "green": (45, 165, 70), "blue": (45, 85, 215),
+          "yellow": (240, 205, 40), "purple": (140, 65, 185), "orange": (245, 135, 30)}
 SHAPES = ("circle", "square", "triangle", "diamond")
 BACKGROUNDS = {"gray": (128, 128, 128), "black": (25, 25, 28), "white": (240, 240, 236)}
 NUMBERS = {1: "one", 2: "two", 3: "three"}
@@ -48,14 +49,17 @@ class Obj:
 
 @dataclass(frozen=True)
 class Scene:
-    "A synthetic image's ground truth: background and objects (sorted left to right), and the image size."
+    """A synthetic image's ground truth: background and objects (sorted left to right), and the
+    image size."""
     background: str
     objects: tuple[Obj, ...]
     size: int = 224
     def grid_box(self, o: Obj) -> str: return format_box(*box_to_grid(*o.box, self.size, self.size))
 
+# %% ../nbs/11_synthetic.ipynb
 def make_scene(seed: int, size: int = 224, max_objects: int = 3) -> Scene:
-    "The scene of `seed`: 1 to `max_objects` distinct (colour, shape) objects, not overlapping, 48-96 px wide."
+    """The scene of `seed`: 1 to `max_objects` distinct (colour, shape) objects, not overlapping,
+    48-96 px wide."""
     rng = random.Random(seed)
     n = rng.randint(1, max_objects)
     objs, tries = [], 0
@@ -65,7 +69,9 @@ def make_scene(seed: int, size: int = 224, max_objects: int = 3) -> Scene:
         x, y = rng.randint(4, size - w - 4), rng.randint(4, size - w - 4)
         c, s = rng.choice(list(COLORS)), rng.choice(SHAPES)
         if any((o.color, o.shape) == (c, s) for o in objs): continue
-        if any(x < o.box[0] + o.box[2] + 6 and o.box[0] < x + w + 6 and y < o.box[1] + o.box[3] + 6 and o.box[1] < y + w + 6 for o in objs): continue
+        if any(x < o.box[0] + o.box[2] + 6 and o.box[0] < x + w + 6 and y < o.box[1] + o.box[3] + 6
+               and o.box[1] < y + w + 6 for o in objs):
+            continue
         objs.append(Obj(c, s, (x, y, w, w)))
     return Scene(rng.choice(list(BACKGROUNDS)), tuple(sorted(objs, key=lambda o: o.box[0])), size)
 
@@ -77,8 +83,11 @@ def draw_scene(sc: Scene) -> Image.Image:
         x, y, w, h = o.box; col = COLORS[o.color]
         if o.shape == "circle": d.ellipse([x, y, x + w - 1, y + h - 1], fill=col)
         elif o.shape == "square": d.rectangle([x, y, x + w - 1, y + h - 1], fill=col)
-        elif o.shape == "triangle": d.polygon([(x + w / 2, y), (x + w - 1, y + h - 1), (x, y + h - 1)], fill=col)
-        else: d.polygon([(x + w / 2, y), (x + w - 1, y + h / 2), (x + w / 2, y + h - 1), (x, y + h / 2)], fill=col)
+        elif o.shape == "triangle":
+            d.polygon([(x + w / 2, y), (x + w - 1, y + h - 1), (x, y + h - 1)], fill=col)
+        else:
+            d.polygon([(x + w / 2, y), (x + w - 1, y + h / 2), (x + w / 2, y + h - 1),
+                       (x, y + h / 2)], fill=col)
     return img
 
 # %% ../nbs/11_synthetic.ipynb
@@ -92,43 +101,60 @@ def caption(sc: Scene) -> str:
 def description(sc: Scene) -> str:
     "A detailed description (stage 3)."
     n = len(sc.objects)
-    out = [f"The image shows {NUMBERS[n]} object{'s' if n > 1 else ''} on a {sc.background} background."]
+    out = [f"The image shows {NUMBERS[n]} object{'s' if n > 1 else ''} on a {sc.background} "
+           "background."]
     for o in sc.objects:
         out.append(f"There is a {o.size} {o.name} at the {o.where(sc.size)}.")
     return " ".join(out)
 
+# %% ../nbs/11_synthetic.ipynb
 def vqa_pairs(sc: Scene, rng: random.Random) -> list[tuple[str, str]]:
-    "Every question the world can ask about `sc`, with its answer; one of each kind is drawn per sample."
+    """Every question the world can ask about `sc`, with its answer; one of each kind is drawn per
+    sample."""
     objs, out = sc.objects, []
     n = len(objs)
     out.append(("how many objects are there?", NUMBERS[n]))
     out.append(("what color is the background?", sc.background))
     for o in objs:
-        if sum(p.shape == o.shape for p in objs) == 1: out.append((f"what color is the {o.shape}?", o.color))
-        if sum(p.color == o.color for p in objs) == 1: out.append((f"what shape is the {o.color} object?", o.shape))
+        if sum(p.shape == o.shape for p in objs) == 1:
+            out.append((f"what color is the {o.shape}?", o.color))
+        if sum(p.color == o.color for p in objs) == 1:
+            out.append((f"what shape is the {o.color} object?", o.shape))
         out.append((f"where is the {o.name}?", o.where(sc.size)))
     c, s = rng.choice(list(COLORS)), rng.choice(SHAPES)
-    out.append((f"is there a {c} {s}?", "yes" if any((o.color, o.shape) == (c, s) for o in objs) else "no"))
+    there = any((o.color, o.shape) == (c, s) for o in objs)
+    out.append((f"is there a {c} {s}?", "yes" if there else "no"))
     return out
 
+# %% ../nbs/11_synthetic.ipynb
 def detection_answer(sc: Scene, query: str) -> str | None:
-    "`<p>query</p> {box}<delim>{box}` for every object matching `query` (a colour, a shape, or both), None if none does."
+    """`<p>query</p> {box}<delim>{box}` for every object matching `query` (a colour, a shape, or
+    both), None if none does."""
     hits = [o for o in sc.objects if query in (o.name, o.shape, o.color)]
-    return format_grounded(query, [box_to_grid(*o.box, sc.size, sc.size) for o in hits]) if hits else None
+    if not hits: return None
+    return format_grounded(query, [box_to_grid(*o.box, sc.size, sc.size) for o in hits])
 
 def grounded_caption(sc: Scene) -> str:
-    return f"{_join([format_grounded(_a(o), [box_to_grid(*o.box, sc.size, sc.size)]) for o in sc.objects])} on a {sc.background} background"
+    "The caption with each object's phrase and box: '<p>a red circle</p> {<8><9><40><41>} and …'."
+    phrases = [format_grounded(_a(o), [box_to_grid(*o.box, sc.size, sc.size)]) for o in sc.objects]
+    return f"{_join(phrases)} on a {sc.background} background"
 
 # %% ../nbs/11_synthetic.ipynb
-TEXT_FACTS = [("how many sides does a triangle have?", "three"), ("how many sides does a square have?", "four"),
-              ("what is the opposite of left?", "right"), ("what is the opposite of top?", "bottom"),
-              ("which shape has no corners?", "circle"), ("what color do you get by mixing red and yellow?", "orange"),
-              ("what color do you get by mixing blue and yellow?", "green"), ("what color do you get by mixing red and blue?", "purple"),
-              ("what comes after two?", "three"), ("what comes before two?", "one"), ("is a square a shape?", "yes"),
-              ("is red a shape?", "no")]
+TEXT_FACTS = [("how many sides does a triangle have?", "three"),
+              ("how many sides does a square have?", "four"),
+              ("what is the opposite of left?", "right"),
+              ("what is the opposite of top?", "bottom"),
+              ("which shape has no corners?", "circle"),
+              ("what color do you get by mixing red and yellow?", "orange"),
+              ("what color do you get by mixing blue and yellow?", "green"),
+              ("what color do you get by mixing red and blue?", "purple"),
+              ("what comes after two?", "three"), ("what comes before two?", "one"),
+              ("is a square a shape?", "yes"), ("is red a shape?", "no")]
 
-KINDS = ("caption", "detail", "vqa", "caption_task", "refer", "identify", "grounding", "detection", "conversation", "text")
+KINDS = ("caption", "detail", "vqa", "caption_task", "refer", "identify", "grounding", "detection",
+         "conversation", "text")
 
+# %% ../nbs/11_synthetic.ipynb
 def make_sample(kind: str, scene_seed: int, rng: random.Random) -> Sample:
     "A sample of `kind` about the scene of `scene_seed` (`text` samples have no image)."
     if kind not in KINDS: raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
@@ -145,19 +171,24 @@ def make_sample(kind: str, scene_seed: int, rng: random.Random) -> Sample:
     elif kind == "caption_task": turns = [(task_instruction("[caption]", rng=rng), caption(sc))]
     elif kind == "refer": turns = [(task_instruction("[refer]", o.name, rng), sc.grid_box(o))]
     elif kind == "identify": turns = [(task_instruction("[identify]", sc.grid_box(o), rng), o.name)]
-    elif kind == "grounding": turns = [(task_instruction("[grounding]", rng=rng), grounded_caption(sc))]
+    elif kind == "grounding":
+        turns = [(task_instruction("[grounding]", rng=rng), grounded_caption(sc))]
     elif kind == "detection":
         query = rng.choice([o.name, o.shape, o.color])
         turns = [(task_instruction("[detection]", query), detection_answer(sc, query))]
     else:   # conversation: a description, then questions, no task tags (LLaVA-style)
         qa = vqa_pairs(sc, rng); rng.shuffle(qa)
-        turns = [("what is in this image?", caption(sc) + ".")] + [(q, a + ".") for q, a in qa[:rng.randint(1, 2)]]
-    return Sample(f"synth_{kind}", str(scene_seed), turns, img, meta={"scene": sc, "image_key": f"synth:{scene_seed}"})
+        turns = [("what is in this image?", caption(sc) + ".")]
+        turns += [(q, a + ".") for q, a in qa[:rng.randint(1, 2)]]
+    return Sample(f"synth_{kind}", str(scene_seed), turns, img,
+                  meta={"scene": sc, "image_key": f"synth:{scene_seed}"})
 
+# %% ../nbs/11_synthetic.ipynb
 class SyntheticDataset(torch.utils.data.Dataset):
     "`n` samples of one kind from the synthetic world's `split` (train, val, test: disjoint seeds)."
     def __init__(self, kind: str, split: str = "train", n: int = 10_000, seed: int = 0):
-        if split not in SPLIT_SEEDS: raise ValueError(f"split must be one of {list(SPLIT_SEEDS)}, got {split!r}")
+        if split not in SPLIT_SEEDS:
+            raise ValueError(f"split must be one of {list(SPLIT_SEEDS)}, got {split!r}")
         if kind not in KINDS: raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
         self.kind, self.split, self.n, self.seed, self.epoch = kind, split, n, seed, 0
         self.name = f"synth_{kind}"
@@ -165,23 +196,29 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def __len__(self): return self.n
     def __getitem__(self, i):
         if not 0 <= i < self.n: raise IndexError(i)
-        return make_sample(self.kind, SPLIT_SEEDS[self.split] + self.seed * 1_000_003 + i, random.Random(f"{self.split}-{self.seed}-{self.epoch}-{i}"))
+        return make_sample(self.kind, SPLIT_SEEDS[self.split] + self.seed * 1_000_003 + i,
+                           random.Random(f"{self.split}-{self.seed}-{self.epoch}-{i}"))
     def set_epoch(self, e): self.epoch = e
 
 # %% ../nbs/11_synthetic.ipynb
 STAGE_KINDS = {1: ["caption"], 2: ["caption"], 3: ["detail"],
-               4: ["vqa", "caption_task", "refer", "identify", "grounding", "detection", "conversation", "text"]}
+               4: ["vqa", "caption_task", "refer", "identify", "grounding", "detection",
+                   "conversation", "text"]}
 
 # %% ../nbs/11_synthetic.ipynb
 def tokenizer_corpus(n: int = 3000) -> list[str]:
-    "Texts for the tiny tokenizer: rendered synthetic samples of every stage, every template, every box number."
+    """Texts for the tiny tokenizer: rendered synthetic samples of every stage, every template,
+    every box number."""
     texts = []
     for stage, kinds in STAGE_KINDS.items():
         for k in kinds:
             ds = SyntheticDataset(k, "train", n)
-            texts += ["".join(t for t, _ in render(stage, ds[i].turns, image=ds[i].image is not None)) for i in range(0, n, 3)]
+            rendered = (render(stage, ds[i].turns, image=ds[i].image is not None)
+                        for i in range(0, n, 3))
+            texts += ["".join(t for t, _ in pieces) for pieces in rendered]
     texts += [t for pool in TASK_TEMPLATES.values() for t in pool] + alignment_prompts()
-    texts += [format_box(i, j, min(100, i + 40), min(100, j + 40)) for i in range(101) for j in range(0, 101, 7)]
+    texts += [format_box(i, j, min(100, i + 40), min(100, j + 40)) for i in range(101)
+              for j in range(0, 101, 7)]
     return texts
 
 def tiny_tokenizer():

@@ -22,7 +22,8 @@ from .phi import TinyGPTVPhiForCausalLM
 from .tokenizer import IMAGE_TOKEN, build_inputs
 from .model import TinyGPTV, TinyGPTVConfig
 from .prompts import box_to_grid, render
-from .synthetic import BACKGROUNDS, COLORS, SHAPES, SPLIT_SEEDS, STAGE_KINDS, draw_scene, make_sample, make_scene, tiny_tokenizer
+from .synthetic import (BACKGROUNDS, COLORS, SHAPES, SPLIT_SEEDS, STAGE_KINDS, draw_scene,
+                                make_sample, make_scene, tiny_tokenizer)
 from .evaluation import box_iou
 from .weights import save_upstream
 from .stages import apply_stage
@@ -32,16 +33,18 @@ from .train import StageTrainConfig, load_trainable
 # %% auto 0
 __all__ = ['OBJECT_KINDS', 'FREQS', 'TINY_LM_RESTARTS', 'CLASSES', 'object_features', 'ObjectVectors', 'object_lm_embeds',
            'object_lm_batch', 'train_object_lm', 'pretrain_tiny_lm', 'vit_features', 'dense_targets', 'DenseHead',
-           'pretrain_tiny_vit', 'dense_box_accuracy', 'SlotHead', 'slot_targets', 'slot_loss', 'pretrain_tiny_qformer',
-           'slot_box_accuracy', 'tiny_backbones_dir', 'save_tiny_backbones', 'pretrain_tiny_backbones',
-           'load_tiny_start', 'tiny_trained_dir', 'load_tiny_trained']
+           'dense_loss', 'pretrain_tiny_vit', 'dense_box_accuracy', 'SlotHead', 'slot_targets', 'slot_loss',
+           'pretrain_tiny_qformer', 'slot_box_accuracy', 'tiny_backbones_dir', 'save_tiny_backbones',
+           'pretrain_tiny_backbones', 'load_tiny_start', 'tiny_trained_dir', 'load_tiny_trained']
 
 # %% ../nbs/16_tiny_backbones.ipynb
-OBJECT_KINDS = dict(vqa=40, refer=25, identify=10, grounding=5, detection=5, caption_task=5, conversation=5, text=5)
+OBJECT_KINDS = dict(vqa=40, refer=25, identify=10, grounding=5, detection=5, caption_task=5,
+                    conversation=5, text=5)
 FREQS = torch.tensor([1., 2, 4, 8, 16, 32]) * math.pi
 
 def object_features(sc, jitter: float = 0.0, rng: random.Random | None = None) -> torch.Tensor:
-    "[4, F]: rows 0-2 the objects left to right (exists, colour, shape, grid box / 100 and its Fourier features), row 3 background and count."
+    """[4, F]: rows 0-2 the objects left to right (exists, colour, shape, grid box / 100 and its
+    Fourier features), row 3 background and count."""
     nc, ns = len(COLORS), len(SHAPES)
     f = torch.zeros(4, 1 + nc + ns + 4 + 8 * len(FREQS))
     for k, o in enumerate(sc.objects):
@@ -53,17 +56,21 @@ def object_features(sc, jitter: float = 0.0, rng: random.Random | None = None) -
     f[3, list(BACKGROUNDS).index(sc.background)] = f[3, 3 + len(sc.objects) - 1] = 1
     return f
 
+# %% ../nbs/16_tiny_backbones.ipynb
 class ObjectVectors(nn.Module):
-    "Object features -> the 32 image positions: one vector per object slot, one global vector, 28 learned fillers."
+    "Object features -> the 32 image positions: one vector per object slot, one global, 28 fillers."
     def __init__(self, nf: int, d: int, n_tokens: int = 32):
         super().__init__()
         self.obj = nn.Sequential(nn.Linear(nf, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
         self.glob = nn.Sequential(nn.Linear(6, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
         self.free = nn.Parameter(torch.randn(n_tokens - 4, d) * 0.02)
-    def forward(self, f): return torch.cat([self.obj(f[:, :3]), self.glob(f[:, 3, :6])[:, None], self.free.expand(len(f), -1, -1)], 1)
+    def forward(self, f):
+        return torch.cat([self.obj(f[:, :3]), self.glob(f[:, 3, :6])[:, None],
+                          self.free.expand(len(f), -1, -1)], 1)
 
 def object_lm_embeds(lm, ov: ObjectVectors, ids, feats, noise: float = 0.0):
-    "Token embeddings of `ids` with the object vectors of `feats` written into the image positions (plus `noise` x their RMS)."
+    """Token embeddings of `ids` with the object vectors of `feats` written into the image positions
+    (plus `noise` x their RMS)."""
     slots = ids == IMAGE_TOKEN
     x = lm.get_input_embeddings()(ids.masked_fill(slots, 0))
     if feats is None: return x
@@ -71,73 +78,92 @@ def object_lm_embeds(lm, ov: ObjectVectors, ids, feats, noise: float = 0.0):
     if noise: v = v + noise * v.detach().pow(2).mean().sqrt() * torch.randn_like(v)
     return x.masked_scatter(slots[..., None], v.to(x.dtype))
 
-def object_lm_batch(tok, rng, n: int = 32, kinds: dict | None = OBJECT_KINDS, answers_only: bool = False):
-    """`n` samples in their stage's template with the image as object features: 10 % stage 1, 10 % stage 3, 80 % stage 4
-    with its kinds weighted by `kinds` (None: stages 1, 3, 4 drawn 1:1:4, kinds uniformly); loss on every text token."""
+# %% ../nbs/16_tiny_backbones.ipynb
+def object_lm_batch(tok, rng, n: int = 32, kinds: dict | None = OBJECT_KINDS,
+                    answers_only: bool = False):
+    """`n` samples in their stage's template with the image as object features: 10 % stage 1,
+    10 % stage 3, 80 % stage 4 with its kinds weighted by `kinds` (None: stages 1, 3, 4 drawn 1:1:4,
+    kinds uniformly); loss on every text token (or only the answers)."""
     pieces, feats = [], []
     for _ in range(n):
         if kinds is None: st = rng.choice([1, 3, 4, 4, 4, 4]); kind = rng.choice(STAGE_KINDS[st])
         else:
             st = rng.choices([1, 3, 4], [1, 1, 8])[0]
-            kind = STAGE_KINDS[st][0] if st < 4 else rng.choices(list(kinds), list(kinds.values()))[0]
+            kind = (STAGE_KINDS[st][0] if st < 4
+                    else rng.choices(list(kinds), list(kinds.values()))[0])
         s = make_sample(kind, rng.randrange(10**6), rng)
         pieces.append(render(st, s.turns, image=s.image is not None))
         if s.image is not None: feats.append(object_features(s.meta["scene"], 1.0, rng))
     b = build_inputs(tok, pieces, max_txt_len=120)
     ids = b["input_ids"]
-    lab = b["labels"] if answers_only else ids.masked_fill((ids == IMAGE_TOKEN) | (b["attention_mask"] == 0), -100)
+    lab = (b["labels"] if answers_only
+           else ids.masked_fill((ids == IMAGE_TOKEN) | (b["attention_mask"] == 0), -100))
     return ids, b["attention_mask"], lab, torch.stack(feats) if feats else None
 
-def _lr(lr, step, steps): return lr * min(1, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+def _lr(lr, step, steps):
+    return (lr * min(1, (step + 1) / 100)
+            * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps))))
 
-def train_object_lm(lm, ov: ObjectVectors, steps: int, lr: float, rng: random.Random, kinds: dict | None = OBJECT_KINDS,
-                    answers_only: bool = False, progress: bool = True, desc: str = "tiny Phi + objects") -> list[float]:
-    "`steps` of AdamW on the Phi and the encoder together (100 warm-up steps, cosine to lr/10); returns the losses."
+# %% ../nbs/16_tiny_backbones.ipynb
+def train_object_lm(lm, ov: ObjectVectors, steps: int, lr: float, rng: random.Random,
+                    kinds: dict | None = OBJECT_KINDS, answers_only: bool = False,
+                    progress: bool = True, desc: str = "tiny Phi + objects",
+                    batch_size: int = 32) -> list[float]:
+    "`steps` of AdamW on the Phi and the encoder together (100 warm-up steps, cosine to lr/10)."
     params = list(lm.parameters()) + list(ov.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     tok, losses = tiny_tokenizer(), []
     lm.train(); ov.train()
     for step in tqdm(range(steps), desc=desc, disable=not progress, mininterval=10):
         for g in opt.param_groups: g["lr"] = _lr(lr, step, steps)
-        ids, am, lab, f = object_lm_batch(tok, rng, kinds=kinds, answers_only=answers_only)
-        loss = lm(inputs_embeds=object_lm_embeds(lm, ov, ids, f, noise=0.1), attention_mask=am, labels=lab).loss
-        loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad(); losses.append(loss.item())
+        ids, am, lab, f = object_lm_batch(tok, rng, batch_size, kinds=kinds,
+                                          answers_only=answers_only)
+        emb = object_lm_embeds(lm, ov, ids, f, noise=0.1)
+        loss = lm(inputs_embeds=emb, attention_mask=am, labels=lab).loss
+        loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
+        losses.append(loss.item())
     lm.eval(); ov.eval()
     return losses
 
+# %% ../nbs/16_tiny_backbones.ipynb
 TINY_LM_RESTARTS = ((2000, 1e-3), (2000, 1e-3))
 
-def pretrain_tiny_lm(cfg: TinyGPTVConfig, steps: int = 3000, lr: float = 2e-3, seed: int = 0, progress: bool = True,
-                     restarts=TINY_LM_RESTARTS):
-    """A stock tiny Phi (no added norms) pretrained on the synthetic world with one vector per object where the image goes:
-    `steps` at `lr`, then, for each `(steps, lr)` of `restarts`, a new warm-up and cosine on fresh samples.
-    Returns (model, losses, the ObjectVectors encoder)."""
+def pretrain_tiny_lm(cfg: TinyGPTVConfig, steps: int = 3000, lr: float = 2e-3, seed: int = 0,
+                     progress: bool = True, restarts=TINY_LM_RESTARTS, batch_size: int = 32):
+    """A stock tiny Phi (no added norms) pretrained on the synthetic world with one vector per
+    object where the image goes: `steps` at `lr`, then, for each `(steps, lr)` of `restarts`, a new
+    warm-up and cosine on fresh samples. Returns (model, losses, the ObjectVectors encoder)."""
     torch.manual_seed(seed)
     lm = TinyGPTVPhiForCausalLM(replace(cfg.llm, qk_layernorm=False, post_layernorm=False).to_hf())
     ov = ObjectVectors(object_features(make_scene(0)).shape[1], cfg.llm.hidden_size)
-    losses = train_object_lm(lm, ov, steps, lr, random.Random(seed), progress=progress)
+    losses = train_object_lm(lm, ov, steps, lr, random.Random(seed), progress=progress,
+                             batch_size=batch_size)
     for i, (n, lr_i) in enumerate(restarts, 1):
         torch.manual_seed(seed + i)
-        losses += train_object_lm(lm, ov, n, lr_i, random.Random(seed + i), progress=progress, desc=f"tiny Phi + objects, restart {i}")
+        losses += train_object_lm(lm, ov, n, lr_i, random.Random(seed + i), progress=progress,
+                                  desc=f"tiny Phi + objects, restart {i}", batch_size=batch_size)
     return lm, losses, ov
-
 
 # %% ../nbs/16_tiny_backbones.ipynb
 CLASSES = [(c, s) for c in COLORS for s in SHAPES]
 
 def vit_features(eva, x: torch.Tensor) -> torch.Tensor:
-    "EVA tokens at any input size (position grid resampled bicubically without antialias, as `set_image_size`), differentiable."
+    """EVA tokens at any input size (position grid resampled bicubically without antialias, as
+    `set_image_size` does), differentiable."""
     g, old = x.shape[-1] // eva.patch_embed.patch_size[0], int((eva.pos_embed.shape[1] - 1) ** .5)
-    pos = eva.pos_embed if g == old else resample_abs_pos_embed(eva.pos_embed, (g, g), old_size=(old, old), num_prefix_tokens=1,
-                                                                   interpolation="bicubic", antialias=False)
+    pos = eva.pos_embed if g == old else resample_abs_pos_embed(
+        eva.pos_embed, (g, g), old_size=(old, old), num_prefix_tokens=1, interpolation="bicubic",
+        antialias=False)
     t = eva.patch_embed.proj(x).flatten(2).transpose(1, 2)
     t = torch.cat([eva.cls_token.expand(len(t), -1, -1), t], 1) + pos
     for b in eva.blocks: t = b(t)
     return t
 
 def dense_targets(sc, g: int):
-    "Per-patch class (len(CLASSES) = background), box-edge distances and box corners (x1, y1, x2, y2), both / image size, on a g x g grid."
-    cls, reg, box, step = torch.full((g * g,), len(CLASSES)), torch.zeros(g * g, 4), torch.zeros(g * g, 4), sc.size / g
+    """Per-patch class (len(CLASSES) = background), box-edge distances and box corners
+    (x1, y1, x2, y2), both / image size, on a g x g grid."""
+    cls, reg, box = torch.full((g * g,), len(CLASSES)), torch.zeros(g * g, 4), torch.zeros(g * g, 4)
+    step = sc.size / g
     for o in sc.objects:
         x, y, w, h = o.box
         for i in range(int(y // step), min(g, int((y + h) // step) + 1)):
@@ -145,43 +171,59 @@ def dense_targets(sc, g: int):
                 cx, cy = (j + .5) * step, (i + .5) * step
                 if x <= cx < x + w and y <= cy < y + h:
                     cls[i * g + j] = CLASSES.index((o.color, o.shape))
-                    reg[i * g + j] = torch.tensor([cx - x, cy - y, x + w - cx, y + h - cy]) / sc.size
+                    reg[i * g + j] = (torch.tensor([cx - x, cy - y, x + w - cx, y + h - cy])
+                                      / sc.size)
                     box[i * g + j] = torch.tensor([x, y, x + w, y + h]) / sc.size
     return cls, reg, box
 
+# %% ../nbs/16_tiny_backbones.ipynb
 class DenseHead(nn.Module):
     "Per patch: class, box-edge distances, box corners; the background colour from the class token."
     def __init__(self, width: int):
         super().__init__()
-        self.patch, self.bg = nn.Linear(width, len(CLASSES) + 1 + 8), nn.Linear(width, len(BACKGROUNDS))
+        self.patch = nn.Linear(width, len(CLASSES) + 1 + 8)
+        self.bg = nn.Linear(width, len(BACKGROUNDS))
     def forward(self, tokens): return self.patch(tokens[:, 1:]), self.bg(tokens[:, 0])
 
-def pretrain_tiny_vit(cfg: TinyGPTVConfig, steps: int = 1500, lr: float = 2e-3, seed: int = 0, progress: bool = True):
-    "The tiny EVA trained with dense supervision on synthetic scenes; returns (eva, head, losses)."
+def dense_loss(out, bg, targets, backgrounds) -> torch.Tensor:
+    "Class CE + 10 x L1 on edge distances and corners (object patches) + background CE."
+    cls_t, reg_t, box_t = targets
+    NC, pos = len(CLASSES), cls_t < len(CLASSES)
+    return (F.cross_entropy(out[..., :NC + 1].reshape(-1, NC + 1), cls_t.reshape(-1))
+            + 10 * (out[..., NC + 1:NC + 5].sigmoid()[pos] - reg_t[pos]).abs().mean()
+            + 10 * (out[..., NC + 5:].sigmoid()[pos] - box_t[pos]).abs().mean()
+            + F.cross_entropy(bg, backgrounds))
+
+# %% ../nbs/16_tiny_backbones.ipynb
+def pretrain_tiny_vit(cfg: TinyGPTVConfig, steps: int = 1500, lr: float = 2e-3, seed: int = 0,
+                      progress: bool = True, batch_size: int = 32):
+    """The tiny EVA trained with dense supervision on synthetic scenes (`batch_size` scenes a step
+    at its own size, half as many at 224 px); returns (eva, head, losses)."""
     torch.manual_seed(seed)
     eva, head = build_eva(cfg.vision), DenseHead(cfg.vision.width)
     params = list(eva.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    rng, NC, losses = random.Random(seed), len(CLASSES), []
+    rng, losses = random.Random(seed), []
     for step in tqdm(range(steps), desc="tiny EVA", disable=not progress):
-        S, n = (224, 16) if step % 4 == 3 else (cfg.vision.img_size, 32)
+        S, n = (224, batch_size // 2) if step % 4 == 3 else (cfg.vision.img_size, batch_size)
         scs = [make_scene(rng.randrange(10**6)) for _ in range(n)]
         tg = [dense_targets(s, S // cfg.vision.patch_size) for s in scs]
-        cls_t, reg_t, box_t = (torch.stack([t[k] for t in tg]) for k in range(3))
+        targets = tuple(torch.stack([t[k] for t in tg]) for k in range(3))
         out, bg = head(vit_features(eva, preprocess_images([draw_scene(s) for s in scs], S)))
-        pos = cls_t < NC
-        loss = (F.cross_entropy(out[..., :NC + 1].reshape(-1, NC + 1), cls_t.reshape(-1))
-                + 10 * (out[..., NC + 1:NC + 5].sigmoid()[pos] - reg_t[pos]).abs().mean()
-                + 10 * (out[..., NC + 5:].sigmoid()[pos] - box_t[pos]).abs().mean()
-                + F.cross_entropy(bg, torch.tensor([list(BACKGROUNDS).index(s.background) for s in scs])))
+        loss = dense_loss(out, bg, targets,
+                          torch.tensor([list(BACKGROUNDS).index(s.background) for s in scs]))
         for g in opt.param_groups: g["lr"] = lr * min(1, (step + 1) / 100)
-        loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad(); losses.append(loss.item())
+        loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
+        losses.append(loss.item())
     return eva.eval(), head.eval(), losses
 
+# %% ../nbs/16_tiny_backbones.ipynb
 def dense_box_accuracy(eva, head, size: int = 224, n: int = 100, split: str = "test") -> float:
-    "Acc@IoU>=0.5 of the box each object's best patch predicts, on held-out scenes: is the ViT's localisation there?"
+    """Acc@IoU>=0.5 of the box each object's best patch predicts, on held-out scenes: is the ViT's
+    localisation there?"""
     scs = [make_scene(SPLIT_SEEDS[split] + i) for i in range(n)]
-    with torch.no_grad(): out, _ = head(vit_features(eva, preprocess_images([draw_scene(s) for s in scs], size)))
+    with torch.no_grad():
+        out, _ = head(vit_features(eva, preprocess_images([draw_scene(s) for s in scs], size)))
     g, NC, hits = size // eva.patch_embed.patch_size[0], len(CLASSES), []
     for sc, o_ in zip(scs, out):
         for ob in sc.objects:
@@ -194,15 +236,17 @@ def dense_box_accuracy(eva, head, size: int = 224, n: int = 100, split: str = "t
 
 # %% ../nbs/16_tiny_backbones.ipynb
 class SlotHead(nn.Module):
-    "Per object slot: exists, colour, shape, 4 x 101 grid coordinates; a global slot: background and count."
+    "Per object slot: exists, colour, shape, 4 x 101 grid coordinates; global: background, count."
     def __init__(self, width: int):
         super().__init__()
-        self.obj, self.glob = nn.Linear(width, 1 + len(COLORS) + len(SHAPES) + 4 * 101), nn.Linear(width, len(BACKGROUNDS) + 3)
+        self.obj = nn.Linear(width, 1 + len(COLORS) + len(SHAPES) + 4 * 101)
+        self.glob = nn.Linear(width, len(BACKGROUNDS) + 3)
     def forward(self, q): return self.obj(q[:, :3]), self.glob(q[:, 3])
 
 def slot_targets(scs):
     n = len(scs)
-    ex, col, sh, bx = torch.zeros(n, 3), torch.full((n, 3), -100), torch.full((n, 3), -100), torch.full((n, 3, 4), -100)
+    ex, col, sh = torch.zeros(n, 3), torch.full((n, 3), -100), torch.full((n, 3), -100)
+    bx = torch.full((n, 3, 4), -100)
     for b, sc in enumerate(scs):
         for k, o in enumerate(sc.objects):
             ex[b, k], col[b, k], sh[b, k] = 1, list(COLORS).index(o.color), SHAPES.index(o.shape)
@@ -213,44 +257,65 @@ def slot_targets(scs):
 def slot_loss(out, glob_out, targets):
     ex, col, sh, bx, glob = targets
     nc, ns = len(COLORS), len(SHAPES)
+    ce = lambda logits, t, k: F.cross_entropy(logits.reshape(-1, k), t.reshape(-1),
+                                              ignore_index=-100)
     return (F.binary_cross_entropy_with_logits(out[..., 0], ex)
-            + F.cross_entropy(out[..., 1:1 + nc].reshape(-1, nc), col.reshape(-1), ignore_index=-100)
-            + F.cross_entropy(out[..., 1 + nc:1 + nc + ns].reshape(-1, ns), sh.reshape(-1), ignore_index=-100)
-            + F.cross_entropy(out[..., 1 + nc + ns:].reshape(-1, 101), bx.reshape(-1), ignore_index=-100)
-            + F.cross_entropy(glob_out[:, :3], glob[:, 0]) + F.cross_entropy(glob_out[:, 3:], glob[:, 1]))
+            + ce(out[..., 1:1 + nc], col, nc) + ce(out[..., 1 + nc:1 + nc + ns], sh, ns)
+            + ce(out[..., 1 + nc + ns:], bx, 101)
+            + F.cross_entropy(glob_out[:, :3], glob[:, 0])
+            + F.cross_entropy(glob_out[:, 3:], glob[:, 1]))
 
-def pretrain_tiny_qformer(cfg: TinyGPTVConfig, eva, steps: int = 4000, n_scenes: int = 20000, lr: float = 1e-3, seed: int = 0,
-                          progress: bool = True, init=None):
-    "Q-Former (+ query tokens, ln_vision) trained with slot supervision on the frozen `eva`; returns (ln, qformer, query_tokens, head, losses)."
+# %% ../nbs/16_tiny_backbones.ipynb
+def _scene_features(eva, sizes, n_scenes: int) -> dict:
+    "The frozen ViT's tokens (fp16) of scenes 0..n_scenes-1 at each size, 100 at a time."
+    def part(i0, S):
+        ims = [draw_scene(make_scene(i)) for i in range(i0, min(n_scenes, i0 + 100))]
+        return vit_features(eva, preprocess_images(ims, S)).half()
+    with torch.no_grad():
+        return {S: torch.cat([part(i0, S) for i0 in range(0, n_scenes, 100)]) for S in sizes}
+
+# %% ../nbs/16_tiny_backbones.ipynb
+def pretrain_tiny_qformer(cfg: TinyGPTVConfig, eva, steps: int = 4000, n_scenes: int = 20000,
+                          lr: float = 1e-3, seed: int = 0, progress: bool = True, init=None,
+                          batch_size: int = 64):
+    """Q-Former (+ query tokens, ln_vision) trained with slot supervision on the frozen `eva`;
+    returns (ln, qformer, query_tokens, head, losses)."""
     torch.manual_seed(seed)
-    ln, (qf, qt), head = FP32LayerNorm(cfg.vision.width, eps=cfg.vision.ln_vision_eps), build_qformer(cfg.qformer, cfg.vision.width), SlotHead(cfg.qformer.hidden_size)
+    ln = FP32LayerNorm(cfg.vision.width, eps=cfg.vision.ln_vision_eps)
+    (qf, qt), head = build_qformer(cfg.qformer, cfg.vision.width), SlotHead(cfg.qformer.hidden_size)
     if init is not None:
-        ln.load_state_dict(init["ln"]); qf.load_state_dict(init["qformer"]); qt.data.copy_(init["query_tokens"]); head.load_state_dict(init["head"])
+        ln.load_state_dict(init["ln"]); qf.load_state_dict(init["qformer"])
+        qt.data.copy_(init["query_tokens"]); head.load_state_dict(init["head"])
     eva.eval().requires_grad_(False)
     sizes = (cfg.vision.img_size, 224)
-    with torch.no_grad():
-        feats = {S: torch.cat([vit_features(eva, preprocess_images([draw_scene(make_scene(i)) for i in range(i0, min(n_scenes, i0 + 100))], S)).half()
-                               for i0 in range(0, n_scenes, 100)]) for S in sizes}
+    feats = _scene_features(eva, sizes, n_scenes)
     params = list(ln.parameters()) + list(qf.parameters()) + [qt] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     rng, losses = random.Random(seed), []
     for step in tqdm(range(steps), desc="tiny Q-Former", disable=not progress):
         S = sizes[step % 2]
-        idx = [rng.randrange(n_scenes) for _ in range(64)]
+        idx = [rng.randrange(n_scenes) for _ in range(batch_size)]
         out, gout = head(run_qformer(qf, qt, ln(feats[S][idx].float())).last_hidden_state)
         loss = slot_loss(out, gout, slot_targets([make_scene(i) for i in idx]))
-        for g in opt.param_groups: g["lr"] = lr * min(1, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad(); losses.append(loss.item())
+        for g in opt.param_groups: g["lr"] = _lr(lr, step, steps)
+        loss.backward(); nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
+        losses.append(loss.item())
     return ln, qf.eval(), qt, head.eval(), losses
 
-def slot_box_accuracy(eva, ln, qf, qt, head, size: int = 224, n: int = 200, split: str = "test") -> float:
-    "Acc@IoU>=0.5 of the boxes the object slots predict on held-out scenes: is the Q-Former's localisation there?"
+# %% ../nbs/16_tiny_backbones.ipynb
+def slot_box_accuracy(eva, ln, qf, qt, head, size: int = 224, n: int = 200,
+                      split: str = "test") -> float:
+    """Acc@IoU>=0.5 of the boxes the object slots predict on held-out scenes: is the Q-Former's
+    localisation there?"""
     scs = [make_scene(SPLIT_SEEDS[split] + i) for i in range(n)]
-    with torch.no_grad(): out, _ = head(run_qformer(qf, qt, ln(vit_features(eva, preprocess_images([draw_scene(s) for s in scs], size)))).last_hidden_state)
+    with torch.no_grad():
+        tokens = vit_features(eva, preprocess_images([draw_scene(s) for s in scs], size))
+        out, _ = head(run_qformer(qf, qt, ln(tokens)).last_hidden_state)
     nc, ns, hits = len(COLORS), len(SHAPES), []
     for b, sc in enumerate(scs):
         for k, o in enumerate(sc.objects):
-            hits.append(box_iou(out[b, k, 1 + nc + ns:].reshape(4, 101).argmax(-1).tolist(), box_to_grid(*o.box, sc.size, sc.size)) >= 0.5)
+            pred = out[b, k, 1 + nc + ns:].reshape(4, 101).argmax(-1).tolist()
+            hits.append(box_iou(pred, box_to_grid(*o.box, sc.size, sc.size)) >= 0.5)
     return sum(hits) / len(hits)
 
 # %% ../nbs/16_tiny_backbones.ipynb
@@ -258,10 +323,11 @@ def tiny_backbones_dir() -> Path:
     "Where the shipped tiny backbones are."
     return Path(str(files("tinygptv").joinpath("assets/tiny-backbones")))
 
-def save_tiny_backbones(out, cfg: TinyGPTVConfig, lm, eva, ln, qf, qt, dtype=torch.float16, ov: ObjectVectors | None = None) -> Path:
-    """Write the tiny backbones as upstream files: `phi-2/`, `eva_vit_g.pth`, `blip2_pretrained_flant5xxl.pth`; and the Phi's
-    pretraining encoder `ov` (not part of the model; `research/` measures the Phi's ceiling with it) as
-    `object_vectors.safetensors`."""
+def save_tiny_backbones(out, cfg: TinyGPTVConfig, lm, eva, ln, qf, qt, dtype=torch.float16,
+                        ov: ObjectVectors | None = None) -> Path:
+    """Write the tiny backbones as upstream files: `phi-2/`, `eva_vit_g.pth`,
+    `blip2_pretrained_flant5xxl.pth`; and the Phi's pretraining encoder `ov` (not part of the model;
+    `research/` measures the Phi's ceiling with it) as `object_vectors.safetensors`."""
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     m = TinyGPTV(cfg)
     m.visual_encoder.load_state_dict(eva.state_dict()); m.ln_vision.load_state_dict(ln.state_dict())
@@ -274,30 +340,38 @@ def save_tiny_backbones(out, cfg: TinyGPTVConfig, lm, eva, ln, qf, qt, dtype=tor
     if ov is not None: save_file(ov.state_dict(), out / "object_vectors.safetensors")
     return out
 
-def pretrain_tiny_backbones(out, cfg: TinyGPTVConfig | None = None, lm_steps: int = 3000, vit_steps: int = 1500,
-                            qformer_steps: int = 4000, seed: int = 0, progress: bool = True) -> dict:
-    "Pretrain the three tiny backbones and write them to `out`; returns their losses and box accuracies."
+# %% ../nbs/16_tiny_backbones.ipynb
+def pretrain_tiny_backbones(out, cfg: TinyGPTVConfig | None = None, lm_steps: int = 3000,
+                            vit_steps: int = 1500, qformer_steps: int = 4000, seed: int = 0,
+                            progress: bool = True) -> dict:
+    "Pretrain the three tiny backbones and write them to `out`; returns losses and box accuracies."
     cfg = cfg or TinyGPTVConfig.from_preset("tiny")
     t0 = time.time()
     lm, lm_losses, ov = pretrain_tiny_lm(cfg, lm_steps, seed=seed, progress=progress)
     eva, head, vit_losses = pretrain_tiny_vit(cfg, vit_steps, seed=seed, progress=progress)
-    ln, qf, qt, shead, q_losses = pretrain_tiny_qformer(cfg, eva, qformer_steps, seed=seed, progress=progress)
+    ln, qf, qt, shead, q_losses = pretrain_tiny_qformer(cfg, eva, qformer_steps, seed=seed,
+                                                        progress=progress)
     save_tiny_backbones(out, cfg, lm, eva, ln, qf, qt, ov=ov)
     return {"lm_loss": sum(lm_losses[-50:]) / 50, "vit_box_acc_224": dense_box_accuracy(eva, head),
-            "qformer_box_acc_224": slot_box_accuracy(eva, ln, qf, qt, shead), "minutes": (time.time() - t0) / 60}
+            "qformer_box_acc_224": slot_box_accuracy(eva, ln, qf, qt, shead),
+            "minutes": (time.time() - t0) / 60}
 
-def load_tiny_start(backbones=None, verbose: bool = False, cfg: TinyGPTVConfig | None = None) -> TinyGPTV:
-    "The tiny preset's stage-1 starting point: the shipped tiny backbones through the converters (fresh projection, norms)."
+# %% ../nbs/16_tiny_backbones.ipynb
+def load_tiny_start(backbones=None, verbose: bool = False,
+                    cfg: TinyGPTVConfig | None = None) -> TinyGPTV:
+    """The tiny preset's stage-1 starting point: the shipped tiny backbones through the converters
+    (fresh projection, norms)."""
     bb = Path(backbones or tiny_backbones_dir())
-    return convert(bb / "phi-2", bb / "eva_vit_g.pth", bb / "blip2_pretrained_flant5xxl.pth", stage=1, preset="tiny",
-                   frozen_dtype="float32", verbose=verbose, cfg=cfg)
+    return convert(bb / "phi-2", bb / "eva_vit_g.pth", bb / "blip2_pretrained_flant5xxl.pth",
+                   stage=1, preset="tiny", frozen_dtype="float32", verbose=verbose, cfg=cfg)
 
 def tiny_trained_dir() -> Path:
     "Where the main job's shipped per-stage trained weights are (see *The tiny run*)."
     return Path(str(files("tinygptv").joinpath("assets/tiny-trained")))
 
 def load_tiny_trained(stage: int, folder=None) -> TinyGPTV:
-    "The tiny model after stage `stage` of the shipped main-job run: the shipped backbones plus that stage's trained weights."
+    """The tiny model after stage `stage` of the shipped main-job run: the shipped backbones plus
+    that stage's trained weights."""
     f = Path(folder or tiny_trained_dir()) / f"stage{stage}.safetensors"
     model = apply_stage(load_tiny_start(), StageTrainConfig.tiny(stage).spec)
     return load_trainable(model, f).eval()

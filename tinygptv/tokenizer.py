@@ -19,48 +19,63 @@ __all__ = ['EOT', 'IMAGE_PLACEHOLDER', 'IMAGE_TOKEN', 'IGNORE_INDEX', 'train_bpe
 # %% ../nbs/04_tokenizer.ipynb
 EOT = "<|endoftext|>"
 
-def train_bpe_tokenizer(texts, vocab_size: int = 1024, min_frequency: int = 2) -> PreTrainedTokenizerFast:
-    "A byte-level BPE tokenizer trained on `texts`, with Phi-2's conventions: `<|endoftext|>` is BOS, EOS, UNK and padding."
+def train_bpe_tokenizer(texts, vocab_size: int = 1024,
+                        min_frequency: int = 2) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on `texts`, with Phi-2's conventions:
+    `<|endoftext|>` is BOS, EOS, UNK and padding."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[EOT],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=[EOT],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOT, eos_token=EOT, unk_token=EOT, pad_token=EOT)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOT, eos_token=EOT,
+                                   unk_token=EOT, pad_token=EOT)
 
 # %% ../nbs/04_tokenizer.ipynb
 def load_tokenizer(path) -> PreTrainedTokenizerFast:
-    "The tokenizer saved in folder `path` (local files only); `<|endoftext|>` is set as padding, as upstream does."
+    """The tokenizer saved in folder `path` (local files only); `<|endoftext|>` is set as padding,
+    as upstream does."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer folder {path} does not exist")
-    if not ((path / "tokenizer.json").exists() or ((path / "vocab.json").exists() and (path / "merges.txt").exists())):
-        raise FileNotFoundError(f"no tokenizer in {path}: expected tokenizer.json, or vocab.json and merges.txt "
-                                f"(found: {', '.join(sorted(p.name for p in path.iterdir())) or 'nothing'})")
-    if (path / "tokenizer.json").exists():   # read it directly: AutoTokenizer would also parse the folder's config.json
+    if not ((path / "tokenizer.json").exists()
+            or ((path / "vocab.json").exists() and (path / "merges.txt").exists())):
+        raise FileNotFoundError(
+            f"no tokenizer in {path}: expected tokenizer.json, or vocab.json and merges.txt "
+            f"(found: {', '.join(sorted(p.name for p in path.iterdir())) or 'nothing'})")
+    if (path / "tokenizer.json").exists():   # read directly: AutoTokenizer also parses config.json
         tok = PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
     else:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if EOT not in tok.get_vocab():
-        raise ValueError(f"the tokenizer in {path} has no {EOT} token; TinyGPT-V needs Phi-2's tokenizer or one like it")
+        raise ValueError(f"the tokenizer in {path} has no {EOT} token; "
+                         "TinyGPT-V needs Phi-2's tokenizer or one like it")
     tok.pad_token = EOT
     return tok
 
 # %% ../nbs/04_tokenizer.ipynb
 IMAGE_PLACEHOLDER = "<ImageHere>"  # split marker in prompts; never tokenized
-IMAGE_TOKEN = -200                  # id of an image-embedding slot in `input_ids` (never a real token)
+IMAGE_TOKEN = -200                  # id of an image-embedding slot in `input_ids` (never a token)
 IGNORE_INDEX = -100                 # label of positions the loss ignores
 
-def encode_pieces(tokenizer, pieces, num_images: int = 0, num_queries: int = 32, max_txt_len: int | None = None):
-    "One sample's `(text, supervised)` pieces -> (input_ids, labels) lists: BOS, text, image slots; labels -100 except supervised text."
+# %% ../nbs/04_tokenizer.ipynb
+def encode_pieces(tokenizer, pieces, num_images: int = 0, num_queries: int = 32,
+                  max_txt_len: int | None = None):
+    """One sample's `(text, supervised)` pieces -> (input_ids, labels) lists: BOS, text,
+    image slots; labels -100 except supervised text."""
     n_slots = sum(t.count(IMAGE_PLACEHOLDER) for t, _ in pieces)
     if any(sup and IMAGE_PLACEHOLDER in t for t, sup in pieces):
-        raise ValueError(f"an answer (supervised piece) contains {IMAGE_PLACEHOLDER}; images belong in prompts")
+        raise ValueError(f"an answer (supervised piece) contains {IMAGE_PLACEHOLDER}; "
+                         "images belong in prompts")
     if n_slots != num_images:
-        what = "more images than placeholders" if num_images > n_slots else "more placeholders than images"
-        raise ValueError(f"the prompt has {n_slots} {IMAGE_PLACEHOLDER} placeholder(s) but {num_images} image(s) were "
-                         f"given ({what}); put one {IMAGE_PLACEHOLDER} in the prompt per image, e.g. "
+        what = ("more images than placeholders" if num_images > n_slots
+                else "more placeholders than images")
+        raise ValueError(f"the prompt has {n_slots} {IMAGE_PLACEHOLDER} placeholder(s) but "
+                         f"{num_images} image(s) were given ({what}); put one "
+                         f"{IMAGE_PLACEHOLDER} in the prompt per image, e.g. "
                          f"'<Img>{IMAGE_PLACEHOLDER}</Img>'")
     ids, labels, answer_start = [tokenizer.bos_token_id], [IGNORE_INDEX], None
     for text, supervised in pieces:
@@ -69,15 +84,18 @@ def encode_pieces(tokenizer, pieces, num_images: int = 0, num_queries: int = 32,
             if j: ids += [IMAGE_TOKEN] * num_queries; labels += [IGNORE_INDEX] * num_queries
             toks = tokenizer(seg, add_special_tokens=False).input_ids if seg else []
             ids += toks; labels += toks if supervised else [IGNORE_INDEX] * len(toks)
-    if max_txt_len is not None and answer_start is not None and len(ids) - answer_start > max_txt_len:
-        ids, labels = ids[:answer_start + max_txt_len], labels[:answer_start + max_txt_len]   # upstream's max_txt_len
+    if (max_txt_len is not None and answer_start is not None
+            and len(ids) - answer_start > max_txt_len):             # upstream's max_txt_len
+        ids, labels = ids[:answer_start + max_txt_len], labels[:answer_start + max_txt_len]
     return ids, labels
 
 # %% ../nbs/04_tokenizer.ipynb
-_COLORS = {"bos": "#bbbbbb", "image": "#f4b183", "prompt": "#dddddd", "answer": "#a9d18e", "pad": "#f2f2f2"}
+_COLORS = {"bos": "#bbbbbb", "image": "#f4b183", "prompt": "#dddddd", "answer": "#a9d18e",
+           "pad": "#f2f2f2"}
 
 def layout(tokenizer, ids, labels) -> list[tuple[str, str]]:
-    "(text, kind) per position, the 32 slots of an image as one entry; kind is bos, image, prompt, answer or pad."
+    """(text, kind) per position, the 32 slots of an image as one entry;
+    kind is bos, image, prompt, answer or pad."""
     out, i, n = [], 0, len(ids)
     while i < n:
         if ids[i] == IMAGE_TOKEN:
@@ -89,14 +107,15 @@ def layout(tokenizer, ids, labels) -> list[tuple[str, str]]:
     return out
 
 def layout_html(tokenizer, ids, labels, pad_id: int | None = None):
-    "A sample's positions as coloured boxes: grey prompt, orange image slots, green what the loss learns."
+    "A sample's positions as coloured boxes: grey prompt, orange image slots, green what is learnt."
     from IPython.display import HTML
     from html import escape
     cell = "<span title='{k}' style='background:{c};padding:1px 3px;margin:1px;border-radius:3px;" \
            "font-family:monospace;white-space:pre'>{t}</span>"
     spans = [cell.format(k=k, c=_COLORS[k], t=escape(t)) for t, k in layout(tokenizer, ids, labels)]
     key = " ".join(cell.format(k=k, c=c, t=k) for k, c in _COLORS.items() if k != "pad")
-    return HTML(f"<div style='line-height:1.9'>{''.join(spans)}</div><div style='font-size:80%'>{key}</div>")
+    return HTML(f"<div style='line-height:1.9'>{''.join(spans)}</div>"
+                f"<div style='font-size:80%'>{key}</div>")
 
 # %% ../nbs/04_tokenizer.ipynb
 def _truncate(ids, labels, max_len: int, keep_end: bool):
@@ -107,23 +126,28 @@ def _truncate(ids, labels, max_len: int, keep_end: bool):
         for i in range(1, len(ids)):
             if drop == 0: break
             if not keep[i]: keep[i], drop = None, drop - 1
-        if drop: raise ValueError(f"the prompt's BOS and image slots alone need {sum(map(bool, keep))} positions, "
-                                  f"more than max_len={max_len}")
-        return [t for t, k in zip(ids, keep) if k is not None], [l for l, k in zip(labels, keep) if k is not None]
+        if drop: raise ValueError(f"the prompt's BOS and image slots alone need "
+                                  f"{sum(map(bool, keep))} positions, more than max_len={max_len}")
+        return ([t for t, k in zip(ids, keep) if k is not None],
+                [l for l, k in zip(labels, keep) if k is not None])
     if IMAGE_TOKEN in ids[max_len:] and IMAGE_TOKEN in ids[max_len - 1:max_len + 1]:
         raise ValueError(f"max_len={max_len} would cut through an image's slots; raise max_len")
     return ids[:max_len], labels[:max_len]
 
-def pad_batch(encoded, pad_id: int, padding_side: str = "right", max_len: int | None = None) -> dict:
+# %% ../nbs/04_tokenizer.ipynb
+def pad_batch(encoded, pad_id: int, padding_side: str = "right",
+              max_len: int | None = None) -> dict:
     "Pad `(input_ids, labels)` pairs into `input_ids`, `attention_mask`, `labels` tensors [B, T]."
-    if padding_side not in ("left", "right"): raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     if max_len is not None:
         out = []
         for i, (ids, lab) in enumerate(encoded):
             if len(ids) > max_len:
                 is_prompt = all(l == IGNORE_INDEX for l in lab)
                 warnings.warn(f"sample {i}: {len(ids)} positions > max_len={max_len}; "
-                              + ("dropping the oldest prompt text" if is_prompt else "cutting the end"))
+                              + ("dropping the oldest prompt text" if is_prompt
+                                 else "cutting the end"))
                 ids, lab = _truncate(ids, lab, max_len, keep_end=is_prompt)
             out.append((ids, lab))
         encoded = out
@@ -132,14 +156,17 @@ def pad_batch(encoded, pad_id: int, padding_side: str = "right", max_len: int | 
              [("input_ids", pad_id), ("attention_mask", 0), ("labels", IGNORE_INDEX)]}
     for i, (ids, lab) in enumerate(encoded):
         sl = slice(T - len(ids), T) if padding_side == "left" else slice(0, len(ids))
-        batch["input_ids"][i, sl], batch["labels"][i, sl], batch["attention_mask"][i, sl] = torch.tensor(ids), torch.tensor(lab), 1
+        batch["input_ids"][i, sl], batch["labels"][i, sl], batch["attention_mask"][i, sl] = \
+            torch.tensor(ids), torch.tensor(lab), 1
     return batch
 
 # %% ../nbs/04_tokenizer.ipynb
-def build_inputs(tokenizer, samples, images_per_sample=None, num_queries: int = 32, padding_side: str = "right",
-                 max_len: int | None = None, max_txt_len: int | None = None) -> dict:
-    "Samples (lists of `(text, supervised)` pieces) -> batch dict; the same for training and generation."
-    images_per_sample = images_per_sample or [sum(t.count(IMAGE_PLACEHOLDER) for t, _ in s) for s in samples]
+def build_inputs(tokenizer, samples, images_per_sample=None, num_queries: int = 32,
+                 padding_side: str = "right", max_len: int | None = None,
+                 max_txt_len: int | None = None) -> dict:
+    "Samples (lists of `(text, supervised)` pieces) -> batch dict; for training and generation."
+    images_per_sample = images_per_sample or [sum(t.count(IMAGE_PLACEHOLDER) for t, _ in s)
+                                              for s in samples]
     encoded = []
     for i, (pieces, n) in enumerate(zip(samples, images_per_sample)):
         try: encoded.append(encode_pieces(tokenizer, pieces, n, num_queries, max_txt_len))

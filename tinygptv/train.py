@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from accelerate import Accelerator
@@ -30,10 +31,11 @@ from .weights import canonical_key, model_key, write_safetensors
 log = logging.getLogger("tinygptv.train")
 
 # %% auto 0
-__all__ = ['log', 'QUIRKS', 'TINY_MIXTURES', 'TINY_STEPS', 'TINY_LR', 'StageTrainConfig', 'tiny_readers', 'lr_at', 'plot_lr',
-           'no_decay', 'param_groups', 'QueryCache', 'latest_resume_state', 'save_trainable', 'load_trainable',
-           'save_resume_state', 'load_resume_state', 'TrainingDiverged', 'token_loss', 'train_stage', 'plot_history',
-           'build_readers', 'train_stage_from']
+__all__ = ['log', 'QUIRKS', 'TINY_MIXTURES', 'TINY_STEPS', 'TINY_LR', 'PAPER_STAGES', 'StageTrainConfig', 'tiny_readers', 'lr_at',
+           'plot_lr', 'no_decay', 'param_groups', 'QueryCache', 'latest_resume_state', 'save_trainable',
+           'load_trainable', 'save_resume_state', 'load_resume_state', 'TrainingDiverged', 'token_loss',
+           'make_accelerator', 'StageRun', 'prepare_run', 'train_step', 'plot_history', 'train_stage', 'build_readers',
+           'train_stage_from']
 
 # %% ../nbs/15_training.ipynb
 QUIRKS = {
@@ -43,14 +45,16 @@ QUIRKS = {
     "no_grad_clip": "no gradient clipping",
 }
 
-# the tiny preset: the synthetic world's kinds and ratios per stage, steps and peak learning rates sized for a laptop CPU
+# the tiny preset: the synthetic world's kinds and ratios per stage, steps and peak learning rates
+# sized for a laptop CPU
 TINY_MIXTURES = {
     1: [("caption", 1)], 2: [("caption", 1)], 3: [("detail", 1)],
-    4: [("vqa", 30), ("refer", 38), ("identify", 10), ("grounding", 6), ("detection", 6), ("caption_task", 3),
-        ("conversation", 4), ("text", 3)]}
+    4: [("vqa", 30), ("refer", 38), ("identify", 10), ("grounding", 6), ("detection", 6),
+        ("caption_task", 3), ("conversation", 4), ("text", 3)]}
 TINY_STEPS = {1: 120, 2: 120, 3: 60, 4: 700}
 TINY_LR = {1: 2e-3, 2: 2e-3, 3: 1e-3, 4: 2e-3}
 
+# %% ../nbs/15_training.ipynb
 @dataclass
 class StageTrainConfig:
     "Everything one stage's training run needs besides the model and the data root."
@@ -68,7 +72,7 @@ class StageTrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float | None = 1.0
     accum_steps: int = 1
-    mixed_precision: str = "no"          # "no", "bf16" or "fp16" (autocast; trainable weights stay float32)
+    mixed_precision: str = "no"          # "no", "bf16", "fp16" (autocast; trained weights fp32)
     grad_checkpointing: bool = False     # activation checkpointing in Phi-2
     seed: int = 42
     save_every: int = 1000
@@ -83,42 +87,62 @@ class StageTrainConfig:
     def __post_init__(self):
         bad = [q for q in self.quirks if q not in QUIRKS]
         if bad: raise ValueError(f"unknown quirk(s) {bad}; known: {', '.join(QUIRKS)}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"): raise ValueError(f"mixed_precision must be no, bf16 or fp16; got {self.mixed_precision!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError("mixed_precision must be no, bf16 or fp16; "
+                             f"got {self.mixed_precision!r}")
         if "no_grad_clip" in self.quirks: self.grad_clip = None
 
-    @property
-    def total_steps(self) -> int: return self.iters_per_epoch * self.max_epoch
-    def summary(self) -> str:
-        "One paragraph: image size, steps, schedule, optimiser and run settings."
-        return (f"stage {self.stage}: {self.image_size} px; {self.iters_per_epoch} iterations x {self.max_epoch} epoch(s) = "
-                f"{self.total_steps:,} steps; lr {self.init_lr:g} -> {self.min_lr:g}, warm-up {self.warmup_steps} steps from "
-                f"{self.warmup_lr:g}; weight decay {self.weight_decay}; max_txt_len {self.max_txt_len}; gradient clipping "
-                f"{self.grad_clip}; {self.mixed_precision} autocast" + (f"; quirks: {', '.join(self.quirks)}" if self.quirks else ""))
-    @property
-    def spec(self) -> StageSpec:
-        return replace(get_stage(self.stage, lora_in_stage1="lora_in_stage1" in self.quirks), image_size=self.image_size,
-                       train_input_norms=self.train_input_norms)
+# %% ../nbs/15_training.ipynb
+@patch(as_prop=True)
+def total_steps(self: StageTrainConfig) -> int: return self.iters_per_epoch * self.max_epoch
 
-    @classmethod
-    def paper(cls, stage: int, quirks=(), **kw) -> "StageTrainConfig":
-        "The paper's stage `stage` (tinygptv_stage{N}.yaml), with upstream's defects fixed unless named in `quirks`."
-        v = {1: dict(image_size=224, max_txt_len=32, iters_per_epoch=5000, max_epoch=1, init_lr=1e-4, min_lr=8e-5, warmup_lr=1e-6, warmup_steps=1000),
-             2: dict(image_size=224, max_txt_len=32, iters_per_epoch=5000, max_epoch=4, init_lr=1e-4, min_lr=8e-5, warmup_lr=1e-6, warmup_steps=5000),
-             3: dict(image_size=224, max_txt_len=160, iters_per_epoch=200, max_epoch=5, init_lr=3e-5, min_lr=1e-5, warmup_lr=1e-6, warmup_steps=200),
-             4: dict(image_size=448, max_txt_len=1024, iters_per_epoch=1000, max_epoch=50, init_lr=1e-5, min_lr=8e-6, warmup_lr=1e-6, warmup_steps=1000)}[stage]
-        if stage == 4 and "stage4_min_lr" in quirks: v["min_lr"] = 8e-5
-        return cls(stage=stage, mixture=STAGE_MIXTURES[stage], quirks=tuple(quirks), mixed_precision="fp16",
-                   grad_checkpointing=stage in (2, 4), save_every=1000, **{**v, **kw})
+@patch
+def summary(self: StageTrainConfig) -> str:
+    "One paragraph: image size, steps, schedule, optimiser and run settings."
+    return (f"stage {self.stage}: {self.image_size} px; {self.iters_per_epoch} iterations x "
+            f"{self.max_epoch} epoch(s) = {self.total_steps:,} steps; lr {self.init_lr:g} -> "
+            f"{self.min_lr:g}, warm-up {self.warmup_steps} steps from {self.warmup_lr:g}; "
+            f"weight decay {self.weight_decay}; max_txt_len {self.max_txt_len}; "
+            f"gradient clipping {self.grad_clip}; {self.mixed_precision} autocast"
+            + (f"; quirks: {', '.join(self.quirks)}" if self.quirks else ""))
 
-    @classmethod
-    def tiny(cls, stage: int, scale: float = 1.0, **kw) -> "StageTrainConfig":
-        "The tiny preset's stage `stage` on the synthetic world; `scale` multiplies its steps (the tests use a small one)."
-        steps, lr = max(2, int(TINY_STEPS[stage] * scale)), TINY_LR[stage]
-        v = dict(stage=stage, mixture=[MixtureEntry(f"synth_{k}", r, 32) for k, r in TINY_MIXTURES[stage]],
-                 image_size=get_stage(stage, native_size=112).image_size, max_txt_len=160, iters_per_epoch=steps, max_epoch=1, init_lr=lr,
-                 min_lr=lr / 10, warmup_lr=lr / 100, warmup_steps=max(1, steps // 10), mix_mode="per_sample", batch_size=32,
-                 cache_queries=True, save_every=100, log_every=10, seed=42)
-        return cls(**{**v, **kw})
+@patch(as_prop=True)
+def spec(self: StageTrainConfig) -> StageSpec:
+    "The stage's model side (*Stages*) at this config's image size."
+    return replace(get_stage(self.stage, lora_in_stage1="lora_in_stage1" in self.quirks),
+                   image_size=self.image_size, train_input_norms=self.train_input_norms)
+
+# %% ../nbs/15_training.ipynb
+PAPER_STAGES = {   # tinygptv_stage{N}.yaml
+    1: dict(image_size=224, max_txt_len=32, iters_per_epoch=5000, max_epoch=1, init_lr=1e-4,
+            min_lr=8e-5, warmup_lr=1e-6, warmup_steps=1000),
+    2: dict(image_size=224, max_txt_len=32, iters_per_epoch=5000, max_epoch=4, init_lr=1e-4,
+            min_lr=8e-5, warmup_lr=1e-6, warmup_steps=5000),
+    3: dict(image_size=224, max_txt_len=160, iters_per_epoch=200, max_epoch=5, init_lr=3e-5,
+            min_lr=1e-5, warmup_lr=1e-6, warmup_steps=200),
+    4: dict(image_size=448, max_txt_len=1024, iters_per_epoch=1000, max_epoch=50, init_lr=1e-5,
+            min_lr=8e-6, warmup_lr=1e-6, warmup_steps=1000)}
+
+@patch(cls_method=True)
+def paper(cls: StageTrainConfig, stage: int, quirks=(), **kw) -> StageTrainConfig:
+    "The paper's stage `stage` (its YAML), upstream's defects fixed unless named in `quirks`."
+    v = dict(PAPER_STAGES[stage])
+    if stage == 4 and "stage4_min_lr" in quirks: v["min_lr"] = 8e-5
+    return cls(stage=stage, mixture=STAGE_MIXTURES[stage], quirks=tuple(quirks),
+               mixed_precision="fp16", grad_checkpointing=stage in (2, 4), save_every=1000,
+               **{**v, **kw})
+
+# %% ../nbs/15_training.ipynb
+@patch(cls_method=True)
+def tiny(cls: StageTrainConfig, stage: int, scale: float = 1.0, **kw) -> StageTrainConfig:
+    "The tiny preset's stage `stage` on the synthetic world; `scale` multiplies its steps."
+    steps, lr = max(2, int(TINY_STEPS[stage] * scale)), TINY_LR[stage]
+    mixture = [MixtureEntry(f"synth_{k}", r, 32) for k, r in TINY_MIXTURES[stage]]
+    v = dict(stage=stage, mixture=mixture, image_size=get_stage(stage, native_size=112).image_size,
+             max_txt_len=160, iters_per_epoch=steps, max_epoch=1, init_lr=lr, min_lr=lr / 10,
+             warmup_lr=lr / 100, warmup_steps=max(1, steps // 10), mix_mode="per_sample",
+             batch_size=32, cache_queries=True, save_every=100, log_every=10, seed=42)
+    return cls(**{**v, **kw})
 
 def tiny_readers(stage: int, n_scenes: int = 2000) -> dict:
     "Synthetic readers for the tiny preset's stage `stage`, over `n_scenes` training scenes."
@@ -129,18 +153,21 @@ def lr_at(cfg: StageTrainConfig, step: int) -> float:
     "The learning rate at (0-based, global) `step`."
     if step < cfg.warmup_steps:
         s = step % cfg.iters_per_epoch if "warmup_in_epoch" in cfg.quirks else step
-        return min(cfg.init_lr, cfg.warmup_lr + (cfg.init_lr - cfg.warmup_lr) * s / max(1, cfg.warmup_steps))
-    return (cfg.init_lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * step / cfg.total_steps)) + cfg.min_lr
+        warm = cfg.warmup_lr + (cfg.init_lr - cfg.warmup_lr) * s / max(1, cfg.warmup_steps)
+        return min(cfg.init_lr, warm)
+    cos = 0.5 * (1 + math.cos(math.pi * step / cfg.total_steps))
+    return (cfg.init_lr - cfg.min_lr) * cos + cfg.min_lr
 
 # %% ../nbs/15_training.ipynb
 def plot_lr(cfgs: dict, points: int = 400, title: str = ""):
-    "The learning rate against the step, one panel per labelled config; a list of configs in one panel overlays them."
+    "The LR against the step, a panel per labelled config; a list of configs in a panel overlays."
     fig, axs = plt.subplots(1, len(cfgs), figsize=(3.2 * len(cfgs), 2.3), dpi=72, squeeze=False)
     for ax, (label, cs) in zip(axs[0], cfgs.items()):
         for c in (cs if isinstance(cs, (list, tuple)) else [cs]):
             xs = range(0, c.total_steps, max(1, c.total_steps // points))
             ax.plot(xs, [lr_at(c, x) for x in xs], label=", ".join(c.quirks) or "fixed")
-        ax.set_title(label, fontsize=9); ax.set_xlabel("step", fontsize=8); ax.tick_params(labelsize=7)
+        ax.set_title(label, fontsize=9); ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
         if isinstance(cs, (list, tuple)): ax.legend(fontsize=7)
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -152,7 +179,7 @@ def no_decay(name: str, p: torch.Tensor) -> bool:
     return p.ndim < 2 or "bias" in name or "ln" in name or "bn" in name
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    "AdamW groups over the trainable parameters: decayed matrices, undecayed rest (with their names, for inspection)."
+    "AdamW groups over the trainable parameters: decayed matrices, the rest undecayed (names kept)."
     groups = {True: ([], []), False: ([], [])}
     for n, p in model.named_parameters():
         if p.requires_grad: groups[no_decay(n, p)][0].append(p); groups[no_decay(n, p)][1].append(n)
@@ -169,7 +196,7 @@ class QueryCache:
         if k is None and isinstance(sample.image, (str, Path)): k = str(sample.image)
         return None if k is None else (k, size)
     def __call__(self, model, samples, pixel_fn) -> torch.Tensor:
-        "Queries [N, Q, D] for the samples with an image; `pixel_fn(samples)` preprocesses those not cached."
+        "Queries [N, Q, D] for samples with an image; `pixel_fn(samples)` preprocesses the misses."
         size = model.image_size
         keys = [self.key(s, size) for s in samples]
         todo = [i for i, k in enumerate(keys) if k is None or k not in self.store]
@@ -180,61 +207,74 @@ class QueryCache:
                 fresh[i] = qq
                 if keys[i] is not None and len(self.store) < self.max_items:
                     self.store[keys[i]] = qq.to(torch.float16)
-                    fresh[i] = self.store[keys[i]].to(qq.dtype)     # first use sees the stored value too: a resumed run is exact
+                    # the first use sees the stored value too, so a resumed run is exact
+                    fresh[i] = self.store[keys[i]].to(qq.dtype)
         dt = next(model.qformer.parameters()).dtype
-        return torch.stack([fresh[i] if i in fresh else self.store[keys[i]].to(dt) for i in range(len(samples))])
+        return torch.stack([fresh[i] if i in fresh else self.store[keys[i]].to(dt)
+                            for i in range(len(samples))])
 
 # %% ../nbs/15_training.ipynb
 def _rng_state() -> dict:
     st = np.random.get_state()
-    return {"python": random.getstate(), "torch": torch.get_rng_state(), "numpy": [st[0], st[1].tolist(), *st[2:]]}
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "numpy": [st[0], st[1].tolist(), *st[2:]]}
 
 def _set_rng_state(st: dict):
     random.setstate(st["python"]); torch.set_rng_state(st["torch"])
     n = st["numpy"]; np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
 
 def latest_resume_state(folder) -> Path | None:
-    "The newest complete resume state in `folder` (temporary folders of an interrupted save are ignored)."
+    "The newest complete resume state in `folder` (an interrupted save's temporary is ignored)."
     cks = sorted(Path(folder).glob("step-*[0-9]")) if Path(folder).exists() else []
     return cks[-1] if cks else None
 
 def save_trainable(model: TinyGPTV, path) -> Path:
-    "The parameters that train now (canonical names, safetensors): what a stage changes, in a few MB."
-    return write_safetensors(path, {canonical_key(n): p for n, p in model.named_parameters() if p.requires_grad})
+    "The parameters that train now (canonical names, safetensors): what a stage changes."
+    return write_safetensors(path, {canonical_key(n): p for n, p in model.named_parameters()
+                                    if p.requires_grad})
 
+# %% ../nbs/15_training.ipynb
 def load_trainable(model: TinyGPTV, path) -> TinyGPTV:
-    "Copy a `save_trainable` file into `model`, whose trainable set (stage, LoRA rank) must be the file's."
+    "Copy a `save_trainable` file into `model`, whose trainable set (stage, LoRA rank) must match."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such file; expected a trainable-weights file (save_trainable)")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file; expected a trainable-weights file "
+                                "(save_trainable)")
     w, params = load_file(path), dict(model.named_parameters())
     trainable = {canonical_key(n) for n, p in params.items() if p.requires_grad}
     if set(w) != trainable:
-        raise ValueError(f"{path}: its trainable set differs from the model's (missing {sorted(trainable - set(w))[:3]}, "
-                         f"extra {sorted(set(w) - trainable)[:3]}); was it written for another stage or LoRA rank?")
+        missing, extra = sorted(trainable - set(w))[:3], sorted(set(w) - trainable)[:3]
+        raise ValueError(f"{path}: its trainable set differs from the model's (missing {missing}, "
+                         f"extra {extra}); was it written for another stage or LoRA rank?")
     with torch.no_grad():
         for k, t in w.items():
             p = params[model_key(model, k)]
             if p.shape != t.shape:
-                hint = "; its LoRA rank differs from the model's (cfg.lora.r)" if "lora_" in k else ""
-                raise ValueError(f"{path}: {k} has shape {list(t.shape)}, the model's is {list(p.shape)}{hint}")
+                hint = ("; its LoRA rank differs from the model's (cfg.lora.r)" if "lora_" in k
+                        else "")
+                raise ValueError(f"{path}: {k} has shape {list(t.shape)}, the model's is "
+                                 f"{list(p.shape)}{hint}")
             p.copy_(t)
     return model
 
-def save_resume_state(folder, model: TinyGPTV, optimizer, step: int, loader=None, history=None, config=None, keep: int = 2) -> Path:
+# %% ../nbs/15_training.ipynb
+def save_resume_state(folder, model: TinyGPTV, optimizer, step: int, loader=None, history=None,
+                      config=None, keep: int = 2) -> Path:
     "Write the resume state `step-{step:07d}` atomically and prune older ones."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     final, tmp = folder / f"step-{step:07d}", folder / f".tmp-step-{step:07d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
     save_trainable(model, tmp / "trainable.safetensors")
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state(), "loader": loader.state_dict() if loader else None,
-                "history": history or [], "config": config}, tmp / "state.pt")
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state(),
+                "loader": loader.state_dict() if loader else None, "history": history or [],
+                "config": config}, tmp / "state.pt")
     if final.exists(): shutil.rmtree(final)
     os.replace(tmp, final)
     for old in sorted(folder.glob("step-*[0-9]"))[:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
 
 def load_resume_state(path, model: TinyGPTV, optimizer=None, loader=None) -> dict:
-    "Restore trainable weights (and, when given, optimizer, loader position and RNG) from a resume state; returns it."
+    "Restore trainable weights, RNG and, when given, optimizer and loader position; return it."
     path = Path(path)
     load_trainable(model, path / "trainable.safetensors")
     st = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
@@ -250,94 +290,107 @@ class TrainingDiverged(RuntimeError):
 def token_loss(logits, labels, n_global: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
     "(loss to backpropagate, summed token CE) for next-token prediction on labels != -100."
     lg, lb = logits[:, :-1].float(), labels[:, 1:].to(logits.device)
-    ce = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+    ce = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=IGNORE_INDEX,
+                         reduction="sum")
     return ce * world / max(1, n_global), ce
 
-def train_stage(model: TinyGPTV, cfg: StageTrainConfig, readers: dict, out_dir, steps: int | None = None, resume: bool = False,
-                accelerator=None, eval_fn=None, progress: bool = True, stop_at: int | None = None) -> dict:
-    "Train `model` (in place) for stage `cfg.stage` on `readers`; returns the history. `steps` overrides `cfg.total_steps`."
-    out_dir = Path(out_dir); state_dir = out_dir / "resume"
-    acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() or cfg.mixed_precision != "fp16" else "no",
-                                     gradient_accumulation_steps=cfg.accum_steps,
-                                     kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+# %% ../nbs/15_training.ipynb
+def make_accelerator(cfg: StageTrainConfig) -> Accelerator:
+    "accelerate's Accelerator for a stage: autocast, gradient accumulation, DDP with unused params."
+    mp = cfg.mixed_precision if torch.cuda.is_available() or cfg.mixed_precision != "fp16" else "no"
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.accum_steps,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+@dataclass
+class StageRun:
+    "What the steps of one stage's run work with (built by `prepare_run`)."
+    cfg: StageTrainConfig
+    acc: Accelerator
+    model: TinyGPTV                   # the model itself (resume states, the cache)
+    ddp_model: torch.nn.Module        # as `acc.prepare` wraps it (forward, backward)
+    opt: torch.optim.Optimizer
+    groups: list[dict]
+    loader: MixtureLoader
+    cache: QueryCache | None
+    state_dir: Path
+    history: list = field(default_factory=list)
+    start: int = 0
+
+# %% ../nbs/15_training.ipynb
+def prepare_run(model: TinyGPTV, cfg: StageTrainConfig, readers: dict, out_dir: Path,
+                acc: Accelerator, resume: bool = False) -> StageRun:
+    "Seed, apply the stage, build optimizer and loader, prepare them with `acc`; resume when asked."
     world, rank = acc.num_processes, acc.process_index
-    total = steps if steps is not None else cfg.total_steps
-    torch.manual_seed(cfg.seed + rank); random.seed(cfg.seed + rank); np.random.seed(cfg.seed + rank)   # per-rank seeds (dropout)
+    seed = cfg.seed + rank                                        # per-rank seeds (dropout)
+    torch.manual_seed(seed); random.seed(seed); np.random.seed(seed)
     apply_stage(model, cfg.spec)
     if cfg.grad_checkpointing:
         llm = model.llm.base_model.model if model.has_lora else model.llm
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(acc.device)
     groups = param_groups(model, cfg.weight_decay)
-    opt = torch.optim.AdamW([{k: v for k, v in g.items() if k != "names"} for g in groups], lr=cfg.init_lr, betas=cfg.betas)
-    gbs = cfg.batch_size
-    loader = MixtureLoader(readers, cfg.mixture, seed=cfg.seed, mode=cfg.mix_mode, batch_size=gbs)
+    opt = torch.optim.AdamW([{k: v for k, v in g.items() if k != "names"} for g in groups],
+                            lr=cfg.init_lr, betas=cfg.betas)
+    loader = MixtureLoader(readers, cfg.mixture, seed=cfg.seed, mode=cfg.mix_mode,
+                           batch_size=cfg.batch_size)
     ddp_model, opt = acc.prepare(model, opt)
-    history, start = [], 0
-    if resume and (ck := latest_resume_state(state_dir)) is not None:
+    run = StageRun(cfg, acc, model, ddp_model, opt, groups, loader, None, out_dir / "resume")
+    if resume and (ck := latest_resume_state(run.state_dir)) is not None:
         st = load_resume_state(ck, model, opt, loader)
-        start, history = st["step"], st["history"]
-        acc.print(f"stage {cfg.stage}: resumed from {ck} at step {start}")
-    cache = QueryCache() if cfg.cache_queries and not cfg.spec.train_qformer else None
+        run.start, run.history = st["step"], st["history"]
+        acc.print(f"stage {cfg.stage}: resumed from {ck} at step {run.start}")
+    run.cache = QueryCache() if cfg.cache_queries and not cfg.spec.train_qformer else None
+    return run
+
+# %% ../nbs/15_training.ipynb
+def _batch(run: StageRun, samples: list) -> tuple[dict, torch.Tensor | None]:
+    "This rank's slice of the global batch, collated, and its images' queries (None if no image)."
+    cfg, model, acc = run.cfg, run.model, run.acc
+    per = math.ceil(len(samples) / acc.num_processes)
+    mine = samples[acc.process_index * per:(acc.process_index + 1) * per]
+    batch = collate(mine, cfg.stage, model.tokenizer, cfg.image_size, model.cfg.num_image_tokens,
+                    max_len=model.cfg.max_len, max_txt_len=cfg.max_txt_len,
+                    pixels=run.cache is None)          # the cache preprocesses only its misses
+    px = batch.pop("pixel_values")
+    with_img = [s for s in mine if s.image is not None]
+    if not with_img: return batch, None
+    if run.cache is None: return batch, model.encode_queries(px.to(acc.device))
     pix = lambda ss: preprocess_images([s.image for s in ss], cfg.image_size)
-    bar = tqdm(range(start, total), initial=start, total=total, desc=f"stage {cfg.stage}", disable=not progress or not acc.is_main_process)
-    writer = None
-    if acc.is_main_process:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(out_dir / "tb")
-    t_last, n_last = time.time(), 0
-    ddp_model.train()
-    for step in bar:
-        lr = lr_at(cfg, step)
-        for g in opt.param_groups: g["lr"] = lr
-        name, samples = loader.next_batch()
-        per = math.ceil(len(samples) / world)
-        mine = samples[rank * per:(rank + 1) * per]
-        batch = collate(mine, cfg.stage, model.tokenizer, cfg.image_size, model.cfg.num_image_tokens,
-                        max_len=model.cfg.max_len, max_txt_len=cfg.max_txt_len, pixels=cache is None)   # the cache preprocesses only its misses
-        px = batch.pop("pixel_values")
-        with_img = [s for s in mine if s.image is not None]
-        queries = (cache(model, with_img, pix) if cache is not None else model.encode_queries(px.to(acc.device))) if with_img else None
-        n_local = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().to(acc.device)
-        n_global = int(acc.reduce(n_local.clone(), "sum")) if world > 1 else int(n_local)
-        with acc.accumulate(ddp_model), acc.autocast():
-            logits = ddp_model(batch["input_ids"], batch["attention_mask"], queries=queries).logits
-            loss, ce = token_loss(logits, batch["labels"], n_global, world)
-            ce_global = acc.reduce(ce.detach().clone(), "sum") if world > 1 else ce.detach()
-            mean_loss = (ce_global / max(1, n_global)).item()
-            if not math.isfinite(mean_loss):
-                ck = latest_resume_state(state_dir)
-                raise TrainingDiverged(f"stage {cfg.stage}: the loss is {mean_loss} at step {step} (batch from {name}); "
-                                       f"stopping. Last good resume state: {ck or 'none yet'}")
-            acc.backward(loss)
-            if cfg.grad_clip is not None and acc.sync_gradients:
-                gnorm = float(acc.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip))
-            else:
-                gnorm = float(torch.norm(torch.stack([p.grad.norm() for g in groups for p in g["params"] if p.grad is not None]))) if acc.sync_gradients else float("nan")
-            opt.step(); opt.zero_grad()
-        n_last += len(samples)
-        history.append({"step": step, "loss": mean_loss, "lr": lr, "grad_norm": gnorm, "dataset": name})
-        if writer is not None:
-            writer.add_scalar(f"stage{cfg.stage}/loss", mean_loss, step); writer.add_scalar(f"stage{cfg.stage}/lr", lr, step)
-            writer.add_scalar(f"stage{cfg.stage}/grad_norm", gnorm, step)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == total:
-            rate = n_last / max(1e-9, time.time() - t_last); t_last, n_last = time.time(), 0
-            bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-cfg.log_every:]]):.3f}", lr=f"{lr:.2e}", samples_s=f"{rate:.0f}")
-            if writer is not None: writer.add_scalar(f"stage{cfg.stage}/samples_per_s", rate, step)
-        if (step + 1) % cfg.save_every == 0 and step + 1 < total:
-            acc.wait_for_everyone()
-            if acc.is_main_process: save_resume_state(state_dir, model, opt, step + 1, loader, history, asdict(cfg), cfg.keep_states)
-            acc.wait_for_everyone()
-        if stop_at is not None and step + 1 >= stop_at: break
-    bar.close()
-    if writer is not None: writer.close()
-    if loader.skipped and acc.is_main_process:
-        log.warning(f"stage {cfg.stage}: images skipped while training\n{loader.skipped_summary()}")
-    if acc.is_main_process and history:
-        (out_dir).mkdir(parents=True, exist_ok=True)
-        (out_dir / "history.json").write_text(json.dumps(history))
-        plot_history(history, out_dir / "loss.png", title=f"stage {cfg.stage}")
-    return {"history": history, "model": model}
+    return batch, run.cache(model, with_img, pix)
+
+def _grad_norm(run: StageRun) -> float:
+    "Clip the trainable parameters' global norm (when configured) and return it; NaN between syncs."
+    params = [p for g in run.groups for p in g["params"]]
+    if not run.acc.sync_gradients: return float("nan")
+    if run.cfg.grad_clip is not None:
+        return float(run.acc.clip_grad_norm_(params, run.cfg.grad_clip))
+    return float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+
+# %% ../nbs/15_training.ipynb
+def train_step(run: StageRun, step: int) -> tuple[dict, int]:
+    "One optimizer step at (global) `step`: its history record and the global batch's size."
+    cfg, acc, world = run.cfg, run.acc, run.acc.num_processes
+    lr = lr_at(cfg, step)
+    for g in run.opt.param_groups: g["lr"] = lr
+    name, samples = run.loader.next_batch()
+    batch, queries = _batch(run, samples)
+    n_local = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().to(acc.device)
+    n_global = int(acc.reduce(n_local.clone(), "sum")) if world > 1 else int(n_local)
+    with acc.accumulate(run.ddp_model), acc.autocast():
+        logits = run.ddp_model(batch["input_ids"], batch["attention_mask"], queries=queries).logits
+        loss, ce = token_loss(logits, batch["labels"], n_global, world)
+        ce_global = acc.reduce(ce.detach().clone(), "sum") if world > 1 else ce.detach()
+        mean_loss = (ce_global / max(1, n_global)).item()
+        if not math.isfinite(mean_loss):
+            ck = latest_resume_state(run.state_dir)
+            raise TrainingDiverged(f"stage {cfg.stage}: the loss is {mean_loss} at step {step} "
+                                   f"(batch from {name}); stopping. Last good resume state: "
+                                   f"{ck or 'none yet'}")
+        acc.backward(loss)
+        gnorm = _grad_norm(run)
+        run.opt.step(); run.opt.zero_grad()
+    rec = {"step": step, "loss": mean_loss, "lr": lr, "grad_norm": gnorm, "dataset": name}
+    return rec, len(samples)
 
 # %% ../nbs/15_training.ipynb
 def plot_history(history: list[dict], path=None, title: str = ""):
@@ -348,36 +401,107 @@ def plot_history(history: list[dict], path=None, title: str = ""):
     fig, ax = plt.subplots(figsize=(5, 2.6), dpi=80)
     ax.plot(steps, loss, alpha=.3, lw=.8); ax.plot(steps[k - 1:], smooth, lw=1.5)
     ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.set_title(title, fontsize=9)
-    ax2 = ax.twinx(); ax2.plot(steps, [h["lr"] for h in history], "r:", lw=1); ax2.set_ylabel("lr", color="r"); ax2.tick_params(labelsize=7)
+    ax2 = ax.twinx(); ax2.plot(steps, [h["lr"] for h in history], "r:", lw=1)
+    ax2.set_ylabel("lr", color="r"); ax2.tick_params(labelsize=7)
     fig.tight_layout()
     if path is not None: fig.savefig(path); plt.close(fig)
     return fig
 
 # %% ../nbs/15_training.ipynb
+def _log_step(run: StageRun, rec: dict, total: int, bar, writer, meter: list):
+    "TensorBoard scalars for the step; every `log_every` steps the bar's postfix and samples/s."
+    cfg, step, s = run.cfg, rec["step"], f"stage{run.cfg.stage}"
+    if writer is not None:
+        for k in ("loss", "lr", "grad_norm"): writer.add_scalar(f"{s}/{k}", rec[k], step)
+    if (step + 1) % cfg.log_every == 0 or step + 1 == total:
+        rate = meter[1] / max(1e-9, time.time() - meter[0]); meter[:] = [time.time(), 0]
+        loss = np.mean([h["loss"] for h in run.history[-cfg.log_every:]])
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{rec['lr']:.2e}", samples_s=f"{rate:.0f}")
+        if writer is not None: writer.add_scalar(f"{s}/samples_per_s", rate, step)
+
+def _save_if_due(run: StageRun, step: int, total: int):
+    "A resume state after every `save_every` steps (not after the last: the stage saves its own)."
+    cfg, acc = run.cfg, run.acc
+    if (step + 1) % cfg.save_every == 0 and step + 1 < total:
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            save_resume_state(run.state_dir, run.model, run.opt, step + 1, run.loader, run.history,
+                              asdict(cfg), cfg.keep_states)
+        acc.wait_for_everyone()
+
+# %% ../nbs/15_training.ipynb
+def _finish(run: StageRun, out_dir: Path):
+    "Report skipped images; write `history.json` and `loss.png` (main process)."
+    if run.loader.skipped and run.acc.is_main_process:
+        log.warning(f"stage {run.cfg.stage}: images skipped while training\n"
+                    f"{run.loader.skipped_summary()}")
+    if run.acc.is_main_process and run.history:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "history.json").write_text(json.dumps(run.history))
+        plot_history(run.history, out_dir / "loss.png", title=f"stage {run.cfg.stage}")
+
+# %% ../nbs/15_training.ipynb
+def train_stage(model: TinyGPTV, cfg: StageTrainConfig, readers: dict, out_dir,
+                steps: int | None = None, resume: bool = False, accelerator=None, eval_fn=None,
+                progress: bool = True, stop_at: int | None = None) -> dict:
+    """Train `model` (in place) for stage `cfg.stage` on `readers`; returns the history and the
+    model. `steps` overrides `cfg.total_steps`; `stop_at` ends the run early; `eval_fn` is
+    unused."""
+    out_dir = Path(out_dir)
+    acc = accelerator or make_accelerator(cfg)
+    total = steps if steps is not None else cfg.total_steps
+    run = prepare_run(model, cfg, readers, out_dir, acc, resume)
+    bar = tqdm(range(run.start, total), initial=run.start, total=total, desc=f"stage {cfg.stage}",
+               disable=not progress or not acc.is_main_process)
+    writer = None
+    if acc.is_main_process:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(out_dir / "tb")
+    meter = [time.time(), 0]                      # samples/s since the last log line
+    run.ddp_model.train()
+    for step in bar:
+        rec, n = train_step(run, step)
+        meter[1] += n; run.history.append(rec)
+        _log_step(run, rec, total, bar, writer, meter)
+        _save_if_due(run, step, total)
+        if stop_at is not None and step + 1 >= stop_at: break
+    bar.close()
+    if writer is not None: writer.close()
+    _finish(run, out_dir)
+    return {"history": run.history, "model": model}
+
+# %% ../nbs/15_training.ipynb
 def build_readers(mixture, data_root) -> dict:
-    "Readers for every dataset of a mixture, built (and so validated) before training; errors name what to fix."
-    unknown = [e.dataset for e in mixture if e.dataset not in READERS and not e.dataset.startswith("synth_")]
-    if unknown: raise ValueError(f"unknown dataset(s) in the mixture: {', '.join(unknown)}; known: {', '.join(READERS)}")
+    "Readers for every dataset of a mixture, built (so validated) before training; errors say why."
+    unknown = [e.dataset for e in mixture
+               if e.dataset not in READERS and not e.dataset.startswith("synth_")]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) in the mixture: {', '.join(unknown)}; "
+                         f"known: {', '.join(READERS)}")
     readers = {}
     for e in mixture:
         try: readers[e.dataset] = build_reader(e.dataset, data_root)
         except FileNotFoundError as ex:
-            raise FileNotFoundError(f"dataset {e.dataset!r} of the mixture is not under {data_root}: {ex}. "
-                                    f"Run `tinygptv data check --stage N --root {data_root}` to see every missing file") from None
+            raise FileNotFoundError(f"dataset {e.dataset!r} of the mixture is not under "
+                                    f"{data_root}: {ex}. Run `tinygptv data check --stage N "
+                                    f"--root {data_root}` to see every missing file") from None
         r = readers[e.dataset]
         if (len(r.shards) if hasattr(r, "shards") else len(r)) == 0:
             raise ValueError(f"dataset {e.dataset!r} under {data_root} has no usable records")
     return readers
 
-def train_stage_from(init, stage: int, data_root, out, quirks=(), resume: bool = False, steps: int | None = None,
-                     progress: bool = True, **overrides) -> TinyGPTV:
-    "Train paper stage `stage` from model folder `init` on the data under `data_root`; saves `out/model`."
+# %% ../nbs/15_training.ipynb
+def train_stage_from(init, stage: int, data_root, out, quirks=(), resume: bool = False,
+                     steps: int | None = None, progress: bool = True, **overrides) -> TinyGPTV:
+    "Train paper stage `stage` from model folder `init` on the data in `data_root`; save out/model."
     cfg = StageTrainConfig.paper(stage, quirks=quirks, **overrides)
     readers = build_readers(cfg.mixture, data_root)                        # fails before any step
     model = TinyGPTV.from_pretrained(init)
-    if model.tokenizer is None: raise ValueError(f"{init}: no tokenizer in the model folder (convert writes Phi-2's)")
+    if model.tokenizer is None:
+        raise ValueError(f"{init}: no tokenizer in the model folder (convert writes Phi-2's)")
     if model.has_lora and not cfg.spec.lora:
-        raise ValueError(f"{init} has LoRA adapters but stage {stage} trains without LoRA; start stage {stage} from a stage-{stage - 1} folder")
+        raise ValueError(f"{init} has LoRA adapters but stage {stage} trains without LoRA; "
+                         f"start stage {stage} from a stage-{stage - 1} folder")
     out = Path(out)
     train_stage(model, cfg, readers, out, steps=steps, resume=resume, progress=progress)
     model.save_pretrained(out / "model")

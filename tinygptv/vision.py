@@ -48,52 +48,62 @@ class VisionConfig:
         return 1 + ((img_size or self.img_size) // self.patch_size) ** 2
 
 # %% ../nbs/01_vision_encoder.ipynb
-MAX_PIXELS = 64_000_000     # larger images are refused before decoding (a decompression bomb, or resize it first)
+MAX_PIXELS = 64_000_000     # larger images are refused before decoding (a bomb, or resize it first)
 
 class BadImage(ValueError):
     "An image that cannot be used; `reason` is one of missing, empty, corrupt, huge."
-    WHY = {"missing": "no such file", "empty": "the file is empty", "corrupt": "not an image file PIL can read",
+    WHY = {"missing": "no such file", "empty": "the file is empty",
+           "corrupt": "not an image file PIL can read",
            "huge": "larger than the pixel limit; resize it first"}
     def __init__(self, path, reason: str, detail: str = ""):
         self.path, self.reason, self.detail = path, reason, detail
-        super().__init__(f"{path}: cannot use this image: {self.WHY[reason]}" + (f" ({detail})" if detail else ""))
+        super().__init__(f"{path}: cannot use this image: {self.WHY[reason]}"
+                         + (f" ({detail})" if detail else ""))
 
+# %% ../nbs/01_vision_encoder.ipynb
 def _over_white(img: Image.Image) -> Image.Image:
     rgba = img.convert("RGBA")
-    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)),
+                                 rgba).convert("RGB")
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    "RGB from any PIL mode: 16/32-bit integers scaled to 8 bits, transparency over white, the rest converted."
+    "RGB from any PIL mode: 16/32-bit ints scaled to 8 bits, transparency over white."
     if img.mode == "RGB": return img
-    if img.mode.startswith("I"):                               # I;16, I;16B, I;16L, I;16N and 32-bit I
+    if img.mode.startswith("I"):                       # I;16, I;16B, I;16L, I;16N and 32-bit I
         a = np.asarray(img).astype(np.float64)
         top = 65535 if img.mode.startswith("I;16") or a.max() > 255 else 255
-        return Image.fromarray((np.clip(a, 0, top) / top * 255 + 0.5).astype(np.uint8)).convert("RGB")
-    if img.mode == "F": return Image.fromarray((np.clip(np.asarray(img), 0, 1) * 255 + 0.5).astype(np.uint8)).convert("RGB")
+        return Image.fromarray((np.clip(a, 0, top) / top * 255 + 0.5)
+                               .astype(np.uint8)).convert("RGB")
+    if img.mode == "F":
+        return Image.fromarray((np.clip(np.asarray(img), 0, 1) * 255 + 0.5)
+                               .astype(np.uint8)).convert("RGB")
     if img.mode == "P" and "transparency" in img.info: img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"): return _over_white(img)
     return img.convert("RGB")
 
 # %% ../nbs/01_vision_encoder.ipynb
 def load_image(src, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    "An RGB PIL image from a path, a PIL image or an HxW[xC] uint8 array; raises `BadImage` for an unusable file."
+    """An RGB PIL image from a path, a PIL image or an HxW[xC] uint8 array;
+    raises `BadImage` for an unusable file."""
     if isinstance(src, np.ndarray): src = Image.fromarray(src)
     if isinstance(src, Image.Image): return to_rgb(ImageOps.exif_transpose(src))
     if not isinstance(src, (str, os.PathLike)):
-        raise TypeError(f"expected an image path, a PIL image or a numpy array, got {type(src).__name__}")
+        raise TypeError("expected an image path, a PIL image or a numpy array, "
+                        f"got {type(src).__name__}")
     p = Path(src)
     if not p.is_file(): raise BadImage(p, "missing")
     if p.stat().st_size == 0: raise BadImage(p, "empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:                        # closed on the way out, animated or not
+            with Image.open(p) as img:                  # closed on the way out, animated or not
                 if img.width * img.height > max_pixels:
                     raise BadImage(p, "huge", f"{img.width}x{img.height} > {max_pixels:,} pixels")
-                img.seek(0); img.load()                        # the first frame of an animation
-                return to_rgb(ImageOps.exif_transpose(img))    # a copy, detached from the file
+                img.seek(0); img.load()                  # the first frame of an animation
+                return to_rgb(ImageOps.exif_transpose(img))   # a copy, detached from the file
     except BadImage: raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e: raise BadImage(p, "huge", str(e)) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise BadImage(p, "huge", str(e)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadImage(p, "corrupt", str(e)) from None
 
@@ -102,7 +112,8 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def preprocess_images(images, size: int = 224) -> torch.Tensor:
-    "Images (paths, PIL images or arrays; see `load_image`) -> [B, 3, size, size]: BLIP-2's bicubic resize, CLIP norm."
+    """Images (paths, PIL images or arrays; see `load_image`) -> [B, 3, size, size]:
+    BLIP-2's bicubic resize, CLIP norm."""
     if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)): images = [images]
     mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
     out = []
@@ -114,25 +125,28 @@ def preprocess_images(images, size: int = 224) -> torch.Tensor:
 
 # %% ../nbs/01_vision_encoder.ipynb
 def build_eva(cfg: VisionConfig, img_size: int | None = None) -> Eva:
-    "BLIP-2's EVA ViT (no final norm, all tokens out) from timm, at `img_size` (default `cfg.img_size`)."
-    eva = Eva(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.width, depth=cfg.depth,
-              num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True, num_classes=0, global_pool="",
-              norm_layer=partial(nn.LayerNorm, eps=cfg.ln_eps), use_abs_pos_emb=True, use_rot_pos_emb=False,
-              use_post_transformer_norm=False)
+    """BLIP-2's EVA ViT (no final norm, all tokens out) from timm, at `img_size`
+    (default `cfg.img_size`)."""
+    eva = Eva(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.width,
+              depth=cfg.depth, num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True,
+              num_classes=0, global_pool="", norm_layer=partial(nn.LayerNorm, eps=cfg.ln_eps),
+              use_abs_pos_emb=True, use_rot_pos_emb=False, use_post_transformer_norm=False)
     if img_size and img_size != cfg.img_size: set_image_size(eva, img_size)
     return eva
 
 # %% ../nbs/01_vision_encoder.ipynb
 def set_image_size(eva: Eva, img_size: int) -> Eva:
-    "Resize `eva` in place to `img_size` px: LAVIS-exact bicubic interpolation of the position grid, class position kept."
+    """Resize `eva` in place to `img_size` px: LAVIS-exact bicubic interpolation of the position
+    grid, class position kept."""
     p = eva.patch_embed.patch_size[0]
-    if img_size % p: raise ValueError(f"image size {img_size} is not a multiple of the patch size {p}")
+    if img_size % p:
+        raise ValueError(f"image size {img_size} is not a multiple of the patch size {p}")
     old_grid, new_grid = eva.patch_embed.grid_size, (img_size // p, img_size // p)
     if new_grid == tuple(old_grid): return eva
     eva.patch_embed.set_input_size(img_size=(img_size, img_size))
     with torch.no_grad():
-        pos = resample_abs_pos_embed(eva.pos_embed.data, new_grid, old_size=old_grid, num_prefix_tokens=1,
-                                     interpolation="bicubic", antialias=False)
+        pos = resample_abs_pos_embed(eva.pos_embed.data, new_grid, old_size=old_grid,
+                                     num_prefix_tokens=1, interpolation="bicubic", antialias=False)
     eva.pos_embed = nn.Parameter(pos, requires_grad=eva.pos_embed.requires_grad)
     return eva
 
@@ -140,4 +154,5 @@ def set_image_size(eva: Eva, img_size: int) -> Eva:
 class FP32LayerNorm(nn.LayerNorm):
     "LayerNorm computed in fp32 whatever the input dtype, result cast back (BLIP-2's `ln_vision`)."
     def forward(self, x):
-        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(),
+                            self.bias.float(), self.eps).to(x.dtype)

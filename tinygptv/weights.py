@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from fastcore.basics import patch
 import torch.nn.functional as F
 from torch import nn
 from accelerate import init_empty_weights
@@ -34,16 +35,20 @@ __all__ = ['SAFETENSORS_DTYPES', 'PHI_SIZE_FIELDS', 'BLIP2_IGNORED', 'MAY_START_
 
 # %% ../nbs/13_weights.ipynb
 class CheckpointError(ValueError):
-    "A weights file or folder that is not what it should be; the message names the file and what was expected."
+    """A weights file or folder that is not what it should be; the message names the file and what
+    was expected."""
 
-SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                      torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
+                      torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32",
+                      torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
                       torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}
 _ST_DTYPES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 
+# %% ../nbs/13_weights.ipynb
 class LazySafetensors(Mapping):
-    """Read-only mapping over one or more safetensors files; a tensor is read when accessed, with a plain file read.
-    Nothing is memory-mapped, so pages of tensors already read do not stay in the process's resident memory."""
+    """Read-only mapping over one or more safetensors files; a tensor is read when accessed, with a
+    plain file read. Nothing is memory-mapped, so pages of tensors already read do not stay in the
+    process's resident memory."""
     def __init__(self, paths):
         self._where, self._files = {}, []
         for p in paths:
@@ -55,10 +60,13 @@ class LazySafetensors(Mapping):
                 size = os.path.getsize(p)
                 for k, v in header.items():
                     if k == "__metadata__": continue
-                    if v["dtype"] not in _ST_DTYPES: raise ValueError(f"tensor {k}: unsupported dtype {v['dtype']}")
+                    if v["dtype"] not in _ST_DTYPES:
+                        raise ValueError(f"tensor {k}: unsupported dtype {v['dtype']}")
                     a, b = v["data_offsets"]
-                    if not 0 <= a <= b <= size - 8 - n: raise ValueError(f"tensor {k}: data offsets {a}..{b} beyond the file's end")
-                    self._where[k] = (len(self._files), 8 + n + a, b - a, _ST_DTYPES[v["dtype"]], tuple(v["shape"]))
+                    if not 0 <= a <= b <= size - 8 - n:
+                        raise ValueError(f"tensor {k}: data offsets {a}..{b} beyond the file's end")
+                    self._where[k] = (len(self._files), 8 + n + a, b - a, _ST_DTYPES[v["dtype"]],
+                                      tuple(v["shape"]))
                 self._files.append(str(p))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise CheckpointError(f"{p}: not a readable safetensors file ({e})") from None
@@ -67,23 +75,30 @@ class LazySafetensors(Mapping):
         buf = torch.empty(nbytes, dtype=torch.uint8)
         with open(self._files[i], "rb") as f:
             f.seek(start)
-            if f.readinto(memoryview(buf.numpy())) != nbytes: raise CheckpointError(f"{self._files[i]}: truncated at tensor {k}")
+            if f.readinto(memoryview(buf.numpy())) != nbytes:
+                raise CheckpointError(f"{self._files[i]}: truncated at tensor {k}")
         return buf.view(dtype).reshape(shape)
     def __iter__(self): return iter(self._where)
     def __len__(self): return len(self._where)
-    def shape(self, k) -> tuple: return self._where[k][4]
-    def subset(self, keys) -> "LazySafetensors":
-        "The same files, only the tensors named in `keys` (those present)."
-        out = object.__new__(LazySafetensors)
-        out._files, out._where = self._files, {k: self._where[k] for k in keys if k in self._where}
-        return out
+
+# %% ../nbs/13_weights.ipynb
+@patch
+def shape(self: LazySafetensors, k) -> tuple: return self._where[k][4]
+@patch
+def subset(self: LazySafetensors, keys) -> LazySafetensors:
+    "The same files, only the tensors named in `keys` (those present)."
+    out = object.__new__(LazySafetensors)
+    out._files, out._where = self._files, {k: self._where[k] for k in keys if k in self._where}
+    return out
 
 def shape_of(tensors: Mapping, key: str) -> tuple:
     "Shape of `tensors[key]` without reading the data when the mapping is lazy."
     return tensors.shape(key) if isinstance(tensors, LazySafetensors) else tuple(tensors[key].shape)
 
+# %% ../nbs/13_weights.ipynb
 def read_tensors(path) -> Mapping:
-    "Tensors of a `.pth`/`.bin` (memory-mapped; `{'model': …}` unwrapped) or `.safetensors` file, by name."
+    """Tensors of a `.pth`/`.bin` (memory-mapped; `{'model': …}` unwrapped) or `.safetensors` file,
+    by name."""
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir(): raise CheckpointError(f"{path} is a folder; expected a checkpoint file")
@@ -92,32 +107,41 @@ def read_tensors(path) -> Mapping:
         try: obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as e:
             if "mmap can only be used" not in str(e): raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)       # legacy (non-zip) torch.save
+            # legacy (non-zip) torch.save
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError(f"{path}: holds Python objects besides tensors and plain containers, so it is not one "
-                              "of the known checkpoint formats; refusing to unpickle it") from None
+        raise CheckpointError(f"{path}: holds Python objects besides tensors and plain containers, "
+                              "so it is not one of the known checkpoint formats; refusing to "
+                              "unpickle it") from None
     except Exception as e:
         first = str(e).splitlines()[0][:160]
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {first}); expected a "
-                              "file written by torch.save, e.g. a state dict or LAVIS's {'model': state_dict}") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
+                              f"{first}); expected a file written by torch.save, e.g. a state "
+                              "dict or LAVIS's {'model': state_dict}") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict): obj = obj["model"]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    tensors_only = isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())
+    if not tensors_only or not obj:
         kind = type(obj).__name__ + (f" with keys {list(obj)[:5]}" if isinstance(obj, dict) else "")
-        raise CheckpointError(f"{path}: expected a state dict (parameter names -> tensors), or one under 'model'; found a {kind}")
+        raise CheckpointError(f"{path}: expected a state dict (parameter names -> tensors), or one "
+                              f"under 'model'; found a {kind}")
     return obj
 
 # %% ../nbs/13_weights.ipynb
 import struct
 
-def write_safetensors(path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
-    "Write `tensors` as a safetensors file, one tensor at a time (never the whole file in memory), atomically."
+def write_safetensors(path, tensors: Mapping[str, torch.Tensor],
+                      metadata: dict[str, str] | None = None) -> Path:
+    """Write `tensors` as a safetensors file, one tensor at a time (never the whole file in memory),
+    atomically."""
     path = Path(path)
     names, header, offset = sorted(tensors), {}, 0
     for n in names:
         t = tensors[n]
-        if t.device.type == "meta": raise ValueError(f"{n} is on the meta device: it was never loaded")
+        if t.device.type == "meta":
+            raise ValueError(f"{n} is on the meta device: it was never loaded")
         size = t.numel() * t.element_size()
-        header[n] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        header[n] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                     "data_offsets": [offset, offset + size]}
         offset += size
     if metadata: header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
     h = json.dumps(header, separators=(",", ":")).encode()
@@ -126,60 +150,84 @@ def write_safetensors(path, tensors: Mapping[str, torch.Tensor], metadata: dict[
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(h))); f.write(h)
         for n in names:
-            f.write(tensors[n].detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().data)
+            t = tensors[n].detach().contiguous().cpu().reshape(-1)
+            f.write(t.view(torch.uint8).numpy().data)
         f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
 
 # %% ../nbs/13_weights.ipynb
-PHI_SIZE_FIELDS = {"hidden_size": "hidden_size", "num_hidden_layers": "num_layers", "num_attention_heads": "num_heads",
-                   "intermediate_size": "intermediate_size", "vocab_size": "vocab_size"}
+PHI_SIZE_FIELDS = {"hidden_size": "hidden_size", "num_hidden_layers": "num_layers",
+                   "num_attention_heads": "num_heads", "intermediate_size": "intermediate_size",
+                   "vocab_size": "vocab_size"}
 
 def phi2_config(llm: LLMConfig) -> dict:
-    "The fields of a transformers-format Phi-2 `config.json` describing `llm` (stock Phi-2, without TinyGPT-V's norms)."
+    """The fields of a transformers-format Phi-2 `config.json` describing `llm` (stock Phi-2,
+    without TinyGPT-V's norms)."""
     return dict(model_type="phi", architectures=["PhiForCausalLM"], hidden_size=llm.hidden_size,
-                intermediate_size=llm.intermediate_size, num_hidden_layers=llm.num_layers, num_attention_heads=llm.num_heads,
-                vocab_size=llm.vocab_size, partial_rotary_factor=llm.partial_rotary_factor, rope_theta=llm.rope_theta,
-                layer_norm_eps=llm.layer_norm_eps, hidden_act="gelu_new", qk_layernorm=False, resid_pdrop=llm.resid_pdrop,
-                max_position_embeddings=llm.max_position_embeddings, bos_token_id=llm.eos_token_id, eos_token_id=llm.eos_token_id)
+                intermediate_size=llm.intermediate_size, num_hidden_layers=llm.num_layers,
+                num_attention_heads=llm.num_heads, vocab_size=llm.vocab_size,
+                partial_rotary_factor=llm.partial_rotary_factor, rope_theta=llm.rope_theta,
+                layer_norm_eps=llm.layer_norm_eps, hidden_act="gelu_new", qk_layernorm=False,
+                resid_pdrop=llm.resid_pdrop, max_position_embeddings=llm.max_position_embeddings,
+                bos_token_id=llm.eos_token_id, eos_token_id=llm.eos_token_id)
 
-def read_phi2_folder(path, llm: LLMConfig) -> tuple[Mapping, str]:
-    "A Phi-2 folder's weights (lazily) and its layout, `'split'` or `'fused'`, after checking its config against `llm`."
-    path = Path(path)
-    if not path.is_dir(): raise FileNotFoundError(f"Phi-2 folder {path} does not exist")
+# %% ../nbs/13_weights.ipynb
+def _check_phi2_config(path: Path, llm: LLMConfig):
+    "Raise unless `path`/config.json describes a transformers-format Phi of `llm`'s size."
     cfg_file = path / "config.json"
-    if not cfg_file.exists(): raise CheckpointError(f"{path}: no config.json; expected a transformers-format Phi-2 folder")
+    if not cfg_file.exists():
+        raise CheckpointError(f"{path}: no config.json; expected a transformers-format Phi-2 "
+                              "folder")
     hf = json.loads(cfg_file.read_text())
     if hf.get("model_type") == "phi-msft" or "n_embd" in hf:
-        raise CheckpointError(f"{cfg_file}: the remote-code 'phi-msft' format (Wqkv/out_proj, upstream issue #9); "
-                              "use the transformers-format Phi-2 (model_type 'phi')")
+        raise CheckpointError(f"{cfg_file}: the remote-code 'phi-msft' format (Wqkv/out_proj, "
+                              "upstream issue #9); use the transformers-format Phi-2 "
+                              "(model_type 'phi')")
     if hf.get("model_type") not in ("phi", "tinygptv_phi"):
-        raise CheckpointError(f"{cfg_file}: model_type {hf.get('model_type')!r}; expected 'phi' (Phi-2)")
-    wrong = {k: (hf.get(k), getattr(llm, ours)) for k, ours in PHI_SIZE_FIELDS.items() if hf.get(k) != getattr(llm, ours)}
+        raise CheckpointError(f"{cfg_file}: model_type {hf.get('model_type')!r}; "
+                              "expected 'phi' (Phi-2)")
+    wrong = {k: (hf.get(k), getattr(llm, ours)) for k, ours in PHI_SIZE_FIELDS.items()
+             if hf.get(k) != getattr(llm, ours)}
     if wrong:
-        got = ", ".join(f"{k} {a}" for k, (a, b) in wrong.items()); want = ", ".join(f"{k} {b}" for k, (a, b) in wrong.items())
-        raise CheckpointError(f"{cfg_file}: a Phi model of the wrong size ({got}); this model needs {want}")
-    for index, single in [("model.safetensors.index.json", "model.safetensors"), ("pytorch_model.bin.index.json", "pytorch_model.bin")]:
+        got = ", ".join(f"{k} {a}" for k, (a, b) in wrong.items())
+        want = ", ".join(f"{k} {b}" for k, (a, b) in wrong.items())
+        raise CheckpointError(f"{cfg_file}: a Phi model of the wrong size ({got}); this model "
+                              f"needs {want}")
+
+# %% ../nbs/13_weights.ipynb
+def read_phi2_folder(path, llm: LLMConfig) -> tuple[Mapping, str]:
+    """A Phi-2 folder's weights (lazily) and its layout, `'split'` or `'fused'`, after checking its
+    config against `llm`."""
+    path = Path(path)
+    if not path.is_dir(): raise FileNotFoundError(f"Phi-2 folder {path} does not exist")
+    _check_phi2_config(path, llm)
+    for index, single in [("model.safetensors.index.json", "model.safetensors"),
+                          ("pytorch_model.bin.index.json", "pytorch_model.bin")]:
         if (path / index).exists():
             files = sorted(set(json.loads((path / index).read_text())["weight_map"].values()))
-            tensors = LazySafetensors([path / f for f in files]) if index.startswith("model.") else {k: v for f in files for k, v in read_tensors(path / f).items()}
+            if index.startswith("model."): tensors = LazySafetensors([path / f for f in files])
+            else: tensors = {k: v for f in files for k, v in read_tensors(path / f).items()}
             break
         if (path / single).exists():
             tensors = read_tensors(path / single); break
     else:
-        raise CheckpointError(f"{path}: no weights; expected model.safetensors, pytorch_model.bin, or a sharded index "
-                              f"(found: {', '.join(sorted(p.name for p in path.iterdir()))})")
+        raise CheckpointError(f"{path}: no weights; expected model.safetensors, pytorch_model.bin, "
+                              "or a sharded index (found: "
+                              f"{', '.join(sorted(p.name for p in path.iterdir()))})")
     keys = list(tensors)
     if any(k.endswith("query_key_value.weight") for k in keys): return tensors, "fused"
     if any(k.endswith("q_proj.weight") for k in keys): return tensors, "split"
-    raise CheckpointError(f"{path}: no Phi attention weights (neither self_attn.q_proj nor self_attn.query_key_value); "
-                          f"first keys: {keys[:4]}")
+    raise CheckpointError(f"{path}: no Phi attention weights (neither self_attn.q_proj nor "
+                          f"self_attn.query_key_value); first keys: {keys[:4]}")
 
 # %% ../nbs/13_weights.ipynb
 def split_fused_qkv(t: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Split rows of a fused, per-head-interleaved `[heads, 3, head_dim]` tensor (weight, bias or LoRA B) into q, k, v."
+    """Split rows of a fused, per-head-interleaved `[heads, 3, head_dim]` tensor (weight, bias or
+    LoRA B) into q, k, v."""
     rows = t.shape[0]
-    if rows % (3 * heads): raise ValueError(f"fused qkv has {rows} rows, not a multiple of 3 x {heads} heads")
+    if rows % (3 * heads):
+        raise ValueError(f"fused qkv has {rows} rows, not a multiple of 3 x {heads} heads")
     v = t.reshape(heads, 3, rows // (3 * heads), *t.shape[1:])
     return tuple(v[:, j].reshape(rows // 3, *t.shape[1:]) for j in range(3))
 
@@ -190,11 +238,13 @@ def fuse_qkv(q, k, v, heads: int) -> torch.Tensor:
 
 # %% ../nbs/13_weights.ipynb
 def model_key(model: TinyGPTV, canonical: str) -> str:
-    "The model's parameter name for a canonical name: with LoRA, peft's infix, `base_layer` and adapter name added."
+    """The model's parameter name for a canonical name: with LoRA, peft's infix, `base_layer` and
+    adapter name added."""
     if not canonical.startswith("llm.") or not model.has_lora: return canonical
     name = "llm.base_model.model." + canonical[4:]
     targets = "|".join(map(re.escape, model.cfg.lora.target_modules))
-    name = re.sub(rf"\.self_attn\.({targets})\.(weight|bias)$", r".self_attn.\1.base_layer.\2", name)
+    name = re.sub(rf"\.self_attn\.({targets})\.(weight|bias)$", r".self_attn.\1.base_layer.\2",
+                  name)
     return re.sub(r"\.(lora_[AB])\.weight$", r".\1.default.weight", name)
 
 def canonical_key(name: str) -> str:
@@ -209,7 +259,8 @@ def phi2_rule(heads: int):
     def rule(key):
         m = re.fullmatch(r"(model\.layers\.\d+\.self_attn)\.query_key_value\.(weight|bias)", key)
         if m:
-            return [(f"llm.{m[1]}.{p}_proj.{m[2]}", lambda t, j=j: split_fused_qkv(t, heads)[j]) for j, p in enumerate("qkv")]
+            return [(f"llm.{m[1]}.{p}_proj.{m[2]}", lambda t, j=j: split_fused_qkv(t, heads)[j])
+                    for j, p in enumerate("qkv")]
         if key.startswith(("model.", "lm_head.")): return [("llm." + key, _same)]
         return None
     return rule
@@ -219,32 +270,43 @@ def eva_rule(depth: int, grid: int):
     def pos(t):
         old = int(round((t.shape[1] - 1) ** .5))
         if old == grid: return t
-        return resample_abs_pos_embed(t, (grid, grid), old_size=(old, old), num_prefix_tokens=1, interpolation="bicubic", antialias=False)
+        return resample_abs_pos_embed(t, (grid, grid), old_size=(old, old), num_prefix_tokens=1,
+                                      interpolation="bicubic", antialias=False)
     def rule(key):
         m = re.match(r"blocks\.(\d+)\.", key)
-        if m and int(m[1]) >= depth: return f"block {m[1]}: BLIP-2 uses the first {depth} blocks of EVA-CLIP ViT-g"
-        if key.startswith(("norm.", "fc_norm.", "head.")): return "final norm / head: BLIP-2's ViT has neither"
+        if m and int(m[1]) >= depth:
+            return f"block {m[1]}: BLIP-2 uses the first {depth} blocks of EVA-CLIP ViT-g"
+        if key.startswith(("norm.", "fc_norm.", "head.")):
+            return "final norm / head: BLIP-2's ViT has neither"
         if key == "pos_embed": return [("visual_encoder.pos_embed", pos)]
-        if key in ("cls_token",) or key.startswith(("patch_embed.", "blocks.")): return [("visual_encoder." + key, _same)]
+        if key in ("cls_token",) or key.startswith(("patch_embed.", "blocks.")):
+            return [("visual_encoder." + key, _same)]
         return None
     return rule
 
 # %% ../nbs/13_weights.ipynb
 BLIP2_IGNORED = {
-    r"Qformer\.bert\.embeddings\.(word_embeddings|position_embeddings)\..*|Qformer\.bert\.embeddings\.position_ids":
+    r"Qformer\.bert\.embeddings\.(word_embeddings|position_embeddings)\..*"
+    r"|Qformer\.bert\.embeddings\.position_ids":
         "BERT's text embeddings; TinyGPT-V feeds the Q-Former queries only",
-    r"Qformer\.bert\.encoder\.layer\.\d+\.(intermediate|output)\..*": "BERT's text feed-forward branch; TinyGPT-V removes it",
+    r"Qformer\.bert\.encoder\.layer\.\d+\.(intermediate|output)\..*":
+        "BERT's text feed-forward branch; TinyGPT-V removes it",
     r"Qformer\.cls\..*": "BERT's language-model head; TinyGPT-V removes it",
-    r"(vision_proj|text_proj|itm_head|t5_proj|opt_proj|llm_proj)\..*|temp": "BLIP-2's pre-training heads",
-    r"(t5_model|opt_model|visual_encoder)\..*": "another model's weights in the BLIP-2 file; the ViT comes from eva_vit_g.pth",
+    r"(vision_proj|text_proj|itm_head|t5_proj|opt_proj|llm_proj)\..*|temp":
+        "BLIP-2's pre-training heads",
+    r"(t5_model|opt_model|visual_encoder)\..*":
+        "another model's weights in the BLIP-2 file; the ViT comes from eva_vit_g.pth",
 }
 
+_QFORMER_KEPT = (r"encoder\.layer\.\d+\."
+                 r"(attention|crossattention|intermediate_query|output_query)\..*")
 def qformer_rule(key):
     m = re.fullmatch(r"Qformer\.bert\.(.*)", key)
     if m:
         name = m[1]
-        if name.startswith("embeddings.LayerNorm."): return [("qformer.layernorm." + name.rsplit(".", 1)[1], _same)]
-        if re.fullmatch(r"encoder\.layer\.\d+\.(attention|crossattention|intermediate_query|output_query)\..*", name):
+        if name.startswith("embeddings.LayerNorm."):
+            return [("qformer.layernorm." + name.rsplit(".", 1)[1], _same)]
+        if re.fullmatch(_QFORMER_KEPT, name):
             return [("qformer." + re.sub(r"(attention)\.self\.", r"\1.attention.", name), _same)]
     if key == "query_tokens": return [("query_tokens", _same)]
     for pat, why in BLIP2_IGNORED.items():
@@ -259,14 +321,19 @@ def blip2_rule(key):
 def stage_ckpt_rule(heads: int):
     def rule(key):
         if key.startswith(("llama_proj.", "llama_proj2.")): return [(key, _same)]
-        if key == "Qformer.bert.embeddings.position_ids": return "a buffer upstream saves with every checkpoint; unused"
+        if key == "Qformer.bert.embeddings.position_ids":
+            return "a buffer upstream saves with every checkpoint; unused"
         if key.startswith("Qformer.") or key == "query_tokens": return qformer_rule(key)
         m = re.fullmatch(r"llama_model\.(?:base_model\.model\.)?(model\..*)", key)
         if not m: return None
         name = re.sub(r"\.(lora_[AB])(?:\.default)?\.weight$", r".\1.weight", m[1])
-        f = re.fullmatch(r"(model\.layers\.\d+\.self_attn)\.query_key_value\.(lora_[AB])\.weight", name)
-        if f and f[2] == "lora_A": return [(f"llm.{f[1]}.{p}_proj.lora_A.weight", _same) for p in "qkv"]
-        if f: return [(f"llm.{f[1]}.{p}_proj.lora_B.weight", lambda t, j=j: split_fused_qkv(t, heads)[j]) for j, p in enumerate("qkv")]
+        f = re.fullmatch(r"(model\.layers\.\d+\.self_attn)\.query_key_value\.(lora_[AB])\.weight",
+                         name)
+        if f and f[2] == "lora_A":
+            return [(f"llm.{f[1]}.{p}_proj.lora_A.weight", _same) for p in "qkv"]
+        if f:
+            return [(f"llm.{f[1]}.{p}_proj.lora_B.weight",
+                     lambda t, j=j: split_fused_qkv(t, heads)[j]) for j, p in enumerate("qkv")]
         return [("llm." + name, _same)]
     return rule
 
@@ -274,20 +341,34 @@ def minigpt4_rule(key):
     return [(key, _same)] if key in ("llama_proj.weight", "llama_proj.bias") else None
 
 # %% ../nbs/13_weights.ipynb
-def _added_norm(n): return n.startswith("llm.") and re.search(r"\.(q_layernorm|k_layernorm|post_layernorm)\.", n) is not None
+def _added_norm(n):
+    return (n.startswith("llm.")
+            and re.search(r"\.(q_layernorm|k_layernorm|post_layernorm)\.", n) is not None)
 
 MAY_START_FRESH = {
-    "q/k LayerNorm biases": (lambda n: re.search(r"\.self_attn\.[qk]_layernorm\.bias$", n) is not None,
-                             "upstream trains only the q/k LayerNorm weights; the biases stay at their zero init and are never saved"),
-    "added norm weights": (lambda n: _added_norm(n) and n.endswith(".weight"),
-                           "TinyGPT-V's QK-LayerNorm and RMSNorm start at 1 without a TinyGPT-V checkpoint; stage 1 trains them"),
-    "Linear 1 (llama_proj)": (lambda n: n.startswith("llama_proj."),
-                              "PyTorch's default init without --minigpt4 (the paper's initialisation) or a stage checkpoint"),
-    "Linear 2 (llama_proj2)": (lambda n: n.startswith("llama_proj2."), "new in TinyGPT-V: default init without a stage checkpoint"),
-    "LoRA": (lambda n: ".lora_A." in n or ".lora_B." in n, "LoRA starts as the identity (B = 0) without a checkpoint that carries it"),
+    "q/k LayerNorm biases": (
+        lambda n: re.search(r"\.self_attn\.[qk]_layernorm\.bias$", n) is not None,
+        "upstream trains only the q/k LayerNorm weights; the biases stay at their zero init and "
+        "are never saved"),
+    "added norm weights": (
+        lambda n: _added_norm(n) and n.endswith(".weight"),
+        "TinyGPT-V's QK-LayerNorm and RMSNorm start at 1 without a TinyGPT-V checkpoint; "
+        "stage 1 trains them"),
+    "Linear 1 (llama_proj)": (
+        lambda n: n.startswith("llama_proj."),
+        "PyTorch's default init without --minigpt4 (the paper's initialisation) or a stage "
+        "checkpoint"),
+    "Linear 2 (llama_proj2)": (
+        lambda n: n.startswith("llama_proj2."),
+        "new in TinyGPT-V: default init without a stage checkpoint"),
+    "LoRA": (
+        lambda n: ".lora_A." in n or ".lora_B." in n,
+        "LoRA starts as the identity (B = 0) without a checkpoint that carries it"),
 }
 
-def expected_targets(fmt: str, model: TinyGPTV, has_lora: bool = False, has_qformer: bool = False) -> set[str]:
+# %% ../nbs/13_weights.ipynb
+def expected_targets(fmt: str, model: TinyGPTV, has_lora: bool = False,
+                     has_qformer: bool = False) -> set[str]:
     "Canonical names of the parameters a file of format `fmt` must provide to `model`."
     names = [canonical_key(n) for n, _ in model.named_parameters()]
     stock_phi = lambda n: n.startswith("llm.") and not _added_norm(n) and "lora_" not in n
@@ -297,7 +378,8 @@ def expected_targets(fmt: str, model: TinyGPTV, has_lora: bool = False, has_qfor
         "eva": lambda n: n.startswith("visual_encoder."),
         "blip2": lambda n: qf(n) or n.startswith("ln_vision."),
         "minigpt4": lambda n: n.startswith("llama_proj."),
-        "stage": lambda n: (n.startswith(("llama_proj.", "llama_proj2.")) or (n.startswith("llm.") and is_trainable_norm(n))
+        "stage": lambda n: (n.startswith(("llama_proj.", "llama_proj2."))
+                            or (n.startswith("llm.") and is_trainable_norm(n))
                             or (has_lora and "lora_" in n) or (has_qformer and qf(n))),
     }
     return {n for n in names if picks[fmt](n)}
@@ -305,7 +387,8 @@ def expected_targets(fmt: str, model: TinyGPTV, has_lora: bool = False, has_qfor
 # %% ../nbs/13_weights.ipynb
 @dataclass
 class LoadReport:
-    "What loading one file did or would do: loaded, missing, unexpected, mismatched and ignored keys."
+    """What loading one file did or would do: loaded, missing, unexpected, mismatched and ignored
+    keys."""
     source: str
     loaded: list[str] = field(default_factory=list)        # canonical parameter names filled
     missing: list[str] = field(default_factory=list)       # parameters the file should have held
@@ -319,27 +402,40 @@ class LoadReport:
     def check(self, allow_missing: bool = False, allow_unexpected: bool = False):
         "Raise a `CheckpointError` naming the offending keys, unless those problems are allowed."
         problems = []
-        if self.mismatched: problems.append(f"{len(self.mismatched)} with the wrong shape: {_few(self.mismatched)}")
-        if self.missing and not allow_missing: problems.append(f"{len(self.missing)} missing: {_few(self.missing)}")
-        if self.unexpected and not allow_unexpected: problems.append(f"{len(self.unexpected)} unexpected: {_few(self.unexpected)}")
+        if self.mismatched:
+            problems.append(f"{len(self.mismatched)} with the wrong shape: {_few(self.mismatched)}")
+        if self.missing and not allow_missing:
+            problems.append(f"{len(self.missing)} missing: {_few(self.missing)}")
+        if self.unexpected and not allow_unexpected:
+            problems.append(f"{len(self.unexpected)} unexpected: {_few(self.unexpected)}")
         if problems:
-            raise CheckpointError(f"{self.source}: " + "; ".join(problems) + f" ({len(self.loaded)} keys matched)")
+            raise CheckpointError(f"{self.source}: " + "; ".join(problems)
+                                  + f" ({len(self.loaded)} keys matched)")
         return self
 
-    def __str__(self):
-        s = f"{self.source}: {len(self.loaded)} parameters loaded"
-        for what in ("missing", "unexpected", "mismatched"):
-            if getattr(self, what): s += f", {len(getattr(self, what))} {what}: {_few(getattr(self, what))}"
-        if self.ignored:
-            reasons = {}
-            for k, why in self.ignored.items(): reasons.setdefault(why, []).append(k)
-            s += "".join(f"\n  ignored {len(ks)} ({why}): {_few(ks, 2)}" for why, ks in reasons.items())
-        return s
+# %% ../nbs/13_weights.ipynb
+def _few(items, n=4):
+    items = list(items)
+    return ", ".join(items[:n]) + (f", ... (+{len(items) - n})" if len(items) > n else "")
 
-def _few(items, n=4): items = list(items); return ", ".join(items[:n]) + (f", ... (+{len(items) - n})" if len(items) > n else "")
+@patch
+def __str__(self: LoadReport):
+    s = f"{self.source}: {len(self.loaded)} parameters loaded"
+    for what in ("missing", "unexpected", "mismatched"):
+        if getattr(self, what):
+            s += f", {len(getattr(self, what))} {what}: {_few(getattr(self, what))}"
+    if self.ignored:
+        reasons = {}
+        for k, why in self.ignored.items(): reasons.setdefault(why, []).append(k)
+        s += "".join(f"\n  ignored {len(ks)} ({why}): {_few(ks, 2)}"
+                     for why, ks in reasons.items())
+    return s
 
-def plan_load(model: TinyGPTV, shapes: Mapping, rule: Callable, source: str, expected: set[str]) -> tuple[list, LoadReport]:
-    "Actions `(file_key, model_param, transform)` and the report of loading a file whose keys have `shapes` into `model`."
+# %% ../nbs/13_weights.ipynb
+def plan_load(model: TinyGPTV, shapes: Mapping, rule: Callable, source: str,
+              expected: set[str]) -> tuple[list, LoadReport]:
+    """Actions `(file_key, model_param, transform)` and the report of loading a file whose keys have
+    `shapes` into `model`."""
     params = dict(model.named_parameters())
     rep, actions = LoadReport(source), []
     for key, shape in shapes.items():
@@ -348,10 +444,12 @@ def plan_load(model: TinyGPTV, shapes: Mapping, rule: Callable, source: str, exp
         if isinstance(out, str): rep.ignored[key] = out; continue
         for target, fn in out:
             name = model_key(model, target)
-            if name not in params: rep.unexpected.append(f"{key} (-> {target}, not in this model)"); continue
+            if name not in params:
+                rep.unexpected.append(f"{key} (-> {target}, not in this model)"); continue
             got = tuple(fn(torch.empty(shape, device="meta")).shape)
             if got != tuple(params[name].shape):
-                rep.mismatched.append(f"{key} {list(shape)} -> {target} {list(got)}, model has {list(params[name].shape)}"); continue
+                rep.mismatched.append(f"{key} {list(shape)} -> {target} {list(got)}, model has "
+                                      f"{list(params[name].shape)}"); continue
             actions.append((key, name, fn)); rep.loaded.append(target)
     rep.missing = sorted(expected - set(rep.loaded))
     return actions, rep
@@ -367,18 +465,21 @@ def empty_model(cfg: TinyGPTVConfig, spec: StageSpec | None = None) -> TinyGPTV:
 def load_tensors(model: TinyGPTV, tensors: Mapping, rule: Callable, source: str, expected: set[str],
                  device="cpu", allow_missing=False, allow_unexpected=False) -> LoadReport:
     "Plan, check and carry out loading `tensors` into `model` through `rule`; returns the report."
-    actions, rep = plan_load(model, {k: shape_of(tensors, k) for k in tensors}, rule, source, expected)
+    shapes = {k: shape_of(tensors, k) for k in tensors}
+    actions, rep = plan_load(model, shapes, rule, source, expected)
     rep.check(allow_missing, allow_unexpected)
     for key, name, fn in actions:
         set_module_tensor_to_device(model, name, device, value=fn(tensors[key]))
     return rep
 
+# %% ../nbs/13_weights.ipynb
 def _fresh(module: nn.Module, pname: str, param: torch.Tensor, path: str) -> torch.Tensor:
     if ".lora_B." in path: return torch.zeros(param.shape)
     if isinstance(module, nn.Linear):
         ref = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
         return getattr(ref, pname).detach()
-    if isinstance(module, (nn.LayerNorm, LlamaRMSNorm)): return torch.ones(param.shape) if pname == "weight" else torch.zeros(param.shape)
+    if isinstance(module, (nn.LayerNorm, LlamaRMSNorm)):
+        return torch.ones(param.shape) if pname == "weight" else torch.zeros(param.shape)
     raise CheckpointError(f"no initialisation rule for {path}")
 
 def _fill_fresh(model, device, allow_fresh, keep_on_meta, fresh: dict, bad: list):
@@ -387,16 +488,20 @@ def _fill_fresh(model, device, allow_fresh, keep_on_meta, fresh: dict, bad: list
         for pname, p in list(module.named_parameters(recurse=False)):
             if p.device.type != "meta": continue
             path = canonical_key(f"{mname}.{pname}" if mname else pname)
-            why = next((k for k, (ok, _) in MAY_START_FRESH.items() if ok(path)), None) if allow_fresh else None
+            allowed = (k for k, (ok, _) in MAY_START_FRESH.items() if ok(path))
+            why = next(allowed, None) if allow_fresh else None
             if why is None: bad.append(path); continue
-            set_module_tensor_to_device(model, f"{mname}.{pname}" if mname else pname, device, value=_fresh(module, pname, p, path))
+            set_module_tensor_to_device(model, f"{mname}.{pname}" if mname else pname, device,
+                                        value=_fresh(module, pname, p, path))
             fresh.setdefault(why, []).append(path)
 
-def finish_load(model: TinyGPTV, device="cpu", allow_fresh: bool = True, keep_on_meta: tuple[str, ...] = (),
-                seed: int = 0) -> dict[str, list[str]]:
-    """Initialise parameters no file filled, if `MAY_START_FRESH` allows each; returns them grouped by reason.
-    Fresh values come from `seed` (the same on every run; the global RNG is left as it was). Modules named in
-    `keep_on_meta` stay on the `meta` device on purpose (their weights are read when they run)."""
+# %% ../nbs/13_weights.ipynb
+def finish_load(model: TinyGPTV, device="cpu", allow_fresh: bool = True,
+                keep_on_meta: tuple[str, ...] = (), seed: int = 0) -> dict[str, list[str]]:
+    """Initialise parameters no file filled, if `MAY_START_FRESH` allows each; returns them grouped
+    by reason. Fresh values come from `seed` (the same on every run; the global RNG is left as it
+    was). Modules named in `keep_on_meta` stay on the `meta` device on purpose (their weights are
+    read when they run)."""
     fresh, bad = {}, []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -405,169 +510,246 @@ def finish_load(model: TinyGPTV, device="cpu", allow_fresh: bool = True, keep_on
         hints = sorted({h for p in bad for pre, h in SOURCE_HINTS.items() if p.startswith(pre)})
         raise CheckpointError(f"{len(bad)} parameters were not in any file: {_few(bad)}"
                               + (f" ({'; '.join(hints)})" if hints else "")
-                              + ("" if not allow_fresh else "; only these may start fresh: " + ", ".join(MAY_START_FRESH)))
+                              + ("" if not allow_fresh else "; only these may start fresh: "
+                                 + ", ".join(MAY_START_FRESH)))
     return fresh
 
+_BLIP2_HINT = "the BLIP-2 file (--blip2) holds query_tokens, qformer.* and ln_vision.*"
 SOURCE_HINTS = {"visual_encoder.": "the EVA file (--eva) holds visual_encoder.*",
-                "qformer.": "the BLIP-2 file (--blip2) holds query_tokens, qformer.* and ln_vision.*",
-                "query_tokens": "the BLIP-2 file (--blip2) holds query_tokens, qformer.* and ln_vision.*",
-                "ln_vision.": "the BLIP-2 file (--blip2) holds query_tokens, qformer.* and ln_vision.*",
+                "qformer.": _BLIP2_HINT, "query_tokens": _BLIP2_HINT, "ln_vision.": _BLIP2_HINT,
                 "llm.": "the Phi-2 folder (--phi2) holds Phi-2's weights"}
 
 # %% ../nbs/13_weights.ipynb
 def load_phi2(model: TinyGPTV, path, **kw) -> LoadReport:
-    "Phi-2 from a transformers-format folder, split (`q_proj/k_proj/v_proj`) or fused (`query_key_value`)."
+    """Phi-2 from a transformers-format folder, split (`q_proj/k_proj/v_proj`) or fused
+    (`query_key_value`)."""
     tensors, layout = read_phi2_folder(path, model.cfg.llm)
-    rep = load_tensors(model, tensors, phi2_rule(model.cfg.llm.num_heads), f"{path} ({layout} QKV)", expected_targets("phi2", model), **kw)
-    return rep
+    return load_tensors(model, tensors, phi2_rule(model.cfg.llm.num_heads),
+                        f"{path} ({layout} QKV)", expected_targets("phi2", model), **kw)
 
 def load_eva(model: TinyGPTV, path, **kw) -> LoadReport:
-    "LAVIS `eva_vit_g.pth` into the timm EVA: blocks past the model's depth dropped, position grid interpolated."
+    """LAVIS `eva_vit_g.pth` into the timm EVA: blocks past the model's depth dropped, position grid
+    interpolated."""
     v = model.cfg.vision
-    return load_tensors(model, read_tensors(path), eva_rule(v.depth, model.image_size // v.patch_size), str(path), expected_targets("eva", model), **kw)
+    return load_tensors(model, read_tensors(path),
+                        eva_rule(v.depth, model.image_size // v.patch_size), str(path),
+                        expected_targets("eva", model), **kw)
 
 def load_blip2(model: TinyGPTV, path, **kw) -> LoadReport:
     "BLIP-2's `blip2_pretrained_flant5xxl.pth`: Q-Former, query tokens and `ln_vision`."
-    return load_tensors(model, read_tensors(path), blip2_rule, str(path), expected_targets("blip2", model), **kw)
+    return load_tensors(model, read_tensors(path), blip2_rule, str(path),
+                        expected_targets("blip2", model), **kw)
 
 def load_minigpt4(model: TinyGPTV, path, **kw) -> LoadReport:
-    "MiniGPT-4's `pretrained_minigpt4_7b.pth` into `llama_proj` (the paper's initialisation of Linear 1)."
-    return load_tensors(model, read_tensors(path), minigpt4_rule, str(path), expected_targets("minigpt4", model), **kw)
+    """MiniGPT-4's `pretrained_minigpt4_7b.pth` into `llama_proj` (the paper's initialisation of
+    Linear 1)."""
+    return load_tensors(model, read_tensors(path), minigpt4_rule, str(path),
+                        expected_targets("minigpt4", model), **kw)
 
+# %% ../nbs/13_weights.ipynb
 def ckpt_lora_rank(tensors: Mapping) -> int | None:
     "The LoRA rank of a stage checkpoint (from any `lora_A`), or None if it carries no LoRA."
     k = next((k for k in tensors if ".lora_A." in k), None)
     return None if k is None else shape_of(tensors, k)[0]
 
 def load_stage_ckpt(model: TinyGPTV, path, **kw) -> LoadReport:
-    "A released TinyGPT-V stage checkpoint (any peft naming, fused LoRA split exactly; pre-v1 Q-Former included)."
+    """A released TinyGPT-V stage checkpoint (any peft naming, fused LoRA split exactly; pre-v1
+    Q-Former included)."""
     tensors = read_tensors(path)
     rank = ckpt_lora_rank(tensors)
     if rank is not None and not model.has_lora:
-        raise CheckpointError(f"{path}: carries LoRA adapters (rank {rank}) but the model has none: stage 1 has no LoRA; "
-                              "load it for stage 2, 3 or 4, or with lora_in_stage1=True (upstream's shipped-code stage 1)")
+        raise CheckpointError(f"{path}: carries LoRA adapters (rank {rank}) but the model has "
+                              "none: stage 1 has no LoRA; load it for stage 2, 3 or 4, or with "
+                              "lora_in_stage1=True (upstream's shipped-code stage 1)")
     if rank is not None and rank != model.cfg.lora.r:
-        raise CheckpointError(f"{path}: LoRA rank {rank}, but the model's LoRA rank (cfg.lora.r) is {model.cfg.lora.r}; "
-                              f"set the rank to {rank}")
+        raise CheckpointError(f"{path}: LoRA rank {rank}, but the model's LoRA rank (cfg.lora.r) "
+                              f"is {model.cfg.lora.r}; set the rank to {rank}")
     has_qformer = any(k.startswith("Qformer.bert.encoder.") for k in tensors)
     expected = expected_targets("stage", model, has_lora=rank is not None, has_qformer=has_qformer)
-    rep = load_tensors(model, tensors, stage_ckpt_rule(model.cfg.llm.num_heads), str(path), expected, **kw)
-    return rep
+    return load_tensors(model, tensors, stage_ckpt_rule(model.cfg.llm.num_heads), str(path),
+                        expected, **kw)
+
+# %% ../nbs/13_weights.ipynb
+def _upstream_blip2(P: dict) -> dict:
+    out = {n: t for n, t in P.items() if n.startswith("ln_vision.") or n == "query_tokens"}
+    for n, t in P.items():
+        if n.startswith("qformer.layernorm."):
+            out["Qformer.bert.embeddings.LayerNorm." + n.rsplit(".", 1)[1]] = t
+        elif n.startswith("qformer.encoder."):
+            out["Qformer.bert." + re.sub(r"(attention)\.attention\.", r"\1.self.", n[8:])] = t
+    return out
+
+def _upstream_phi2_fused(stock: dict, heads: int) -> dict:
+    out = {}
+    for n, t in stock.items():
+        m = re.fullmatch(r"(model\.layers\.\d+\.self_attn)\.q_proj\.(weight|bias)", n)
+        if m:
+            k, v = stock[f"{m[1]}.k_proj.{m[2]}"], stock[f"{m[1]}.v_proj.{m[2]}"]
+            out[f"{m[1]}.query_key_value.{m[2]}"] = fuse_qkv(t, k, v, heads)
+        elif not re.search(r"\.[kv]_proj\.", n): out[n] = t
+    return out
+
+# %% ../nbs/13_weights.ipynb
+def _upstream_stage(model: TinyGPTV, P: dict, heads: int) -> dict:
+    pre = "llama_model." + ("base_model.model." if model.has_lora else "")
+    out = {n: t for n, t in P.items() if n.startswith(("llama_proj.", "llama_proj2."))}
+    for n, t in P.items():
+        if not n.startswith("llm."): continue
+        if is_trainable_norm(n): out[pre + n[4:]] = t
+        m = re.fullmatch(r"llm\.(model\.layers\.\d+\.self_attn)\.q_proj\.lora_([AB])\.weight", n)
+        if m:
+            k, v = P[n.replace(".q_proj.", ".k_proj.")], P[n.replace(".q_proj.", ".v_proj.")]
+            if m[2] == "A" and not (torch.equal(t, k) and torch.equal(t, v)):
+                raise ValueError("upstream's fused LoRA shares one A across q, k and v; this "
+                                 "model's differ, so its adapters have no upstream-format "
+                                 "equivalent (save it with save_pretrained instead)")
+            fused = t if m[2] == "A" else fuse_qkv(t, k, v, heads)
+            out[f"{pre}{m[1]}.query_key_value.lora_{m[2]}.default.weight"] = fused
+        elif re.fullmatch(r"llm\.model\.layers\.\d+\.self_attn\.dense\.lora_[AB]\.weight", n):
+            out[pre + n[4:].replace(".weight", ".default.weight")] = t
+    if getattr(getattr(model, "stage", None), "train_qformer", False):
+        out |= {k: v for k, v in _upstream_blip2(P).items() if not k.startswith("ln_vision.")}
+    out["Qformer.bert.embeddings.position_ids"] = torch.arange(512).unsqueeze(0)
+    return out
 
 # %% ../nbs/13_weights.ipynb
 def upstream_state_dict(model: TinyGPTV, fmt: str) -> dict[str, torch.Tensor]:
-    "`model`'s weights under the key names of an upstream file: `eva`, `blip2`, `minigpt4`, `phi2_fused`, `phi2_split` or `stage`."
+    """`model`'s weights under the key names of an upstream file: `eva`, `blip2`, `minigpt4`,
+    `phi2_fused`, `phi2_split` or `stage`."""
     P = {canonical_key(n): p.detach() for n, p in model.named_parameters()}
     heads = model.cfg.llm.num_heads
-    if fmt == "eva": return {n[len("visual_encoder."):]: t for n, t in P.items() if n.startswith("visual_encoder.")}
-    if fmt == "blip2":
-        out = {n: t for n, t in P.items() if n.startswith("ln_vision.") or n == "query_tokens"}
-        for n, t in P.items():
-            if n.startswith("qformer.layernorm."): out["Qformer.bert.embeddings.LayerNorm." + n.rsplit(".", 1)[1]] = t
-            elif n.startswith("qformer.encoder."): out["Qformer.bert." + re.sub(r"(attention)\.attention\.", r"\1.self.", n[8:])] = t
-        return out
+    if fmt == "eva":
+        return {n[len("visual_encoder."):]: t for n, t in P.items()
+                if n.startswith("visual_encoder.")}
+    if fmt == "blip2": return _upstream_blip2(P)
     if fmt == "minigpt4": return {n: P[n] for n in ("llama_proj.weight", "llama_proj.bias")}
-    stock = {n[4:]: t for n, t in P.items() if n.startswith("llm.") and not _added_norm(n) and "lora_" not in n}
+    stock = {n[4:]: t for n, t in P.items()
+             if n.startswith("llm.") and not _added_norm(n) and "lora_" not in n}
     if fmt == "phi2_split": return stock
-    if fmt == "phi2_fused":
-        out = {}
-        for n, t in stock.items():
-            m = re.fullmatch(r"(model\.layers\.\d+\.self_attn)\.q_proj\.(weight|bias)", n)
-            if m: out[f"{m[1]}.query_key_value.{m[2]}"] = fuse_qkv(t, stock[f"{m[1]}.k_proj.{m[2]}"], stock[f"{m[1]}.v_proj.{m[2]}"], heads)
-            elif not re.search(r"\.[kv]_proj\.", n): out[n] = t
-        return out
-    if fmt == "stage":
-        pre = "llama_model." + ("base_model.model." if model.has_lora else "")
-        out = {n: t for n, t in P.items() if n.startswith(("llama_proj.", "llama_proj2."))}
-        for n, t in P.items():
-            if not n.startswith("llm."): continue
-            if is_trainable_norm(n): out[pre + n[4:]] = t
-            m = re.fullmatch(r"llm\.(model\.layers\.\d+\.self_attn)\.q_proj\.lora_([AB])\.weight", n)
-            if m:
-                k, v = P[n.replace(".q_proj.", ".k_proj.")], P[n.replace(".q_proj.", ".v_proj.")]
-                if m[2] == "A" and not (torch.equal(t, k) and torch.equal(t, v)):
-                    raise ValueError("upstream's fused LoRA shares one A across q, k and v; this model's differ, so its "
-                                     "adapters have no upstream-format equivalent (save it with save_pretrained instead)")
-                out[f"{pre}{m[1]}.query_key_value.lora_{m[2]}.default.weight"] = t if m[2] == "A" else fuse_qkv(t, k, v, heads)
-            elif re.fullmatch(r"llm\.model\.layers\.\d+\.self_attn\.dense\.lora_[AB]\.weight", n):
-                out[pre + n[4:].replace(".weight", ".default.weight")] = t
-        if getattr(getattr(model, "stage", None), "train_qformer", False):
-            out |= {k: v for k, v in upstream_state_dict(model, "blip2").items() if not k.startswith("ln_vision.")}
-        out["Qformer.bert.embeddings.position_ids"] = torch.arange(512).unsqueeze(0)
-        return out
-    raise ValueError(f"unknown upstream format {fmt!r}: choose eva, blip2, minigpt4, phi2_fused, phi2_split or stage")
+    if fmt == "phi2_fused": return _upstream_phi2_fused(stock, heads)
+    if fmt == "stage": return _upstream_stage(model, P, heads)
+    raise ValueError(f"unknown upstream format {fmt!r}: choose eva, blip2, minigpt4, phi2_fused, "
+                     "phi2_split or stage")
 
 def save_upstream(model: TinyGPTV, fmt: str, path, tokenizer=None) -> Path:
-    "Write `model`'s weights as an upstream file (or, for `phi2_*`, a Phi-2 folder with config and tokenizer)."
+    """Write `model`'s weights as an upstream file (or, for `phi2_*`, a Phi-2 folder with config and
+    tokenizer)."""
     path, sd = Path(path), upstream_state_dict(model, fmt)
     if fmt.startswith("phi2"):
         path.mkdir(parents=True, exist_ok=True)
         (path / "config.json").write_text(json.dumps(phi2_config(model.cfg.llm), indent=1))
-        if fmt == "phi2_fused": torch.save({k: v.contiguous() for k, v in sd.items()}, path / "pytorch_model.bin")
+        if fmt == "phi2_fused":
+            torch.save({k: v.contiguous() for k, v in sd.items()}, path / "pytorch_model.bin")
         else: write_safetensors(path / "model.safetensors", sd)
         if tokenizer is not None: tokenizer.save_pretrained(path)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.contiguous() for k, v in sd.items()} if fmt == "eva" else {"model": {k: v.contiguous() for k, v in sd.items()}}, path)
+        torch.save({k: v.contiguous() for k, v in sd.items()} if fmt == "eva"
+                   else {"model": {k: v.contiguous() for k, v in sd.items()}}, path)
     return path
 
 # %% ../nbs/13_weights.ipynb
-def upstream_manifest(fmt: str, cfg: TinyGPTVConfig, peft_infix: bool = True, peft_default: bool = True,
-                      lora: bool = True, qformer: bool = False) -> dict[str, tuple]:
-    "Key names and shapes of an upstream file (`phi2_fused`, `phi2_split`, `eva`, `blip2`, `minigpt4`, `stage`), per the spec."
-    v, q, l = cfg.vision, cfg.qformer, cfg.llm
-    H, I, V, r = l.hidden_size, l.intermediate_size, l.vocab_size, cfg.lora.r
-    out = {}
-    if fmt in ("phi2_fused", "phi2_split"):
-        out["model.embed_tokens.weight"] = (V, H)
-        for i in range(l.num_layers):
-            p = f"model.layers.{i}."
-            if fmt == "phi2_fused": out |= {p + "self_attn.query_key_value.weight": (3 * H, H), p + "self_attn.query_key_value.bias": (3 * H,)}
-            else: out |= {p + f"self_attn.{x}_proj.{w}": ((H, H) if w == "weight" else (H,)) for x in "qkv" for w in ("weight", "bias")}
-            out |= {p + "self_attn.dense.weight": (H, H), p + "self_attn.dense.bias": (H,), p + "mlp.fc1.weight": (I, H), p + "mlp.fc1.bias": (I,),
-                    p + "mlp.fc2.weight": (H, I), p + "mlp.fc2.bias": (H,), p + "input_layernorm.weight": (H,), p + "input_layernorm.bias": (H,)}
-        out |= {"model.final_layernorm.weight": (H,), "model.final_layernorm.bias": (H,), "lm_head.weight": (V, H), "lm_head.bias": (V,)}
-    elif fmt == "eva":
-        W, M = v.width, v.mlp_dim
-        out |= {"cls_token": (1, 1, W), "pos_embed": (1, v.num_tokens(), W), "patch_embed.proj.weight": (W, 3, v.patch_size, v.patch_size), "patch_embed.proj.bias": (W,)}
-        for i in range(v.depth + 1):      # the real file has EVA-CLIP's 40 blocks
-            p = f"blocks.{i}."
-            out |= {p + "norm1.weight": (W,), p + "norm1.bias": (W,), p + "attn.q_bias": (W,), p + "attn.v_bias": (W,), p + "attn.qkv.weight": (3 * W, W),
-                    p + "attn.proj.weight": (W, W), p + "attn.proj.bias": (W,), p + "norm2.weight": (W,), p + "norm2.bias": (W,),
-                    p + "mlp.fc1.weight": (M, W), p + "mlp.fc1.bias": (M,), p + "mlp.fc2.weight": (W, M), p + "mlp.fc2.bias": (W,)}
-    elif fmt in ("blip2", "qformer"):
-        Hq, Iq, W = q.hidden_size, q.intermediate_size, v.width
-        b = "Qformer.bert."
-        out |= {b + "embeddings.LayerNorm.weight": (Hq,), b + "embeddings.LayerNorm.bias": (Hq,), "query_tokens": (1, q.num_queries, Hq)}
-        if fmt == "blip2":
-            out |= {b + "embeddings.word_embeddings.weight": (30523, Hq), b + "embeddings.position_embeddings.weight": (512, Hq),
-                    b + "embeddings.position_ids": (1, 512), "ln_vision.weight": (W,), "ln_vision.bias": (W,)}
-        for i in range(q.num_layers):
-            p = f"{b}encoder.layer.{i}."
-            att = lambda a, kv: {p + f"{a}.self.{x}.weight": ((Hq, kv) if x != "query" else (Hq, Hq)) for x in ("query", "key", "value")} | \
-                                {p + f"{a}.self.{x}.bias": (Hq,) for x in ("query", "key", "value")} | \
-                                {p + f"{a}.output.dense.weight": (Hq, Hq), p + f"{a}.output.dense.bias": (Hq,), p + f"{a}.output.LayerNorm.weight": (Hq,), p + f"{a}.output.LayerNorm.bias": (Hq,)}
-            ffn = lambda i_, o_: {p + f"{i_}.dense.weight": (Iq, Hq), p + f"{i_}.dense.bias": (Iq,), p + f"{o_}.dense.weight": (Hq, Iq), p + f"{o_}.dense.bias": (Hq,),
-                                  p + f"{o_}.LayerNorm.weight": (Hq,), p + f"{o_}.LayerNorm.bias": (Hq,)}
-            out |= att("attention", Hq) | ffn("intermediate_query", "output_query")
-            if i % q.cross_attention_freq == 0: out |= att("crossattention", W)
-            if fmt == "blip2": out |= ffn("intermediate", "output")
-    elif fmt == "minigpt4":
-        out |= {"llama_proj.weight": (cfg.proj_dim, q.hidden_size), "llama_proj.bias": (cfg.proj_dim,)}
-    elif fmt == "stage":
-        out |= {"llama_proj.weight": (cfg.proj_dim, q.hidden_size), "llama_proj.bias": (cfg.proj_dim,),
-                "llama_proj2.weight": (H, cfg.proj_dim), "llama_proj2.bias": (H,), "Qformer.bert.embeddings.position_ids": (1, 512)}
-        pre = "llama_model." + ("base_model.model." if peft_infix else "") + "model."
-        d = ".default" if peft_default else ""
-        for i in range(l.num_layers):
-            p = f"{pre}layers.{i}."
-            out |= {p + "input_layernorm.weight": (H,), p + "post_layernorm.weight": (H,),
-                    p + "self_attn.q_layernorm.weight": (l.head_dim,), p + "self_attn.k_layernorm.weight": (l.head_dim,)}
-            if lora:
-                out |= {p + f"self_attn.query_key_value.lora_A{d}.weight": (r, H), p + f"self_attn.query_key_value.lora_B{d}.weight": (3 * H, r),
-                        p + f"self_attn.dense.lora_A{d}.weight": (r, H), p + f"self_attn.dense.lora_B{d}.weight": (H, r)}
-        out[pre + "final_layernorm.weight"] = (H,)
-        if qformer: out |= upstream_manifest("qformer", cfg)
-    else:
-        raise ValueError(f"unknown format {fmt!r}")
+def _manifest_phi2(cfg: TinyGPTVConfig, fused: bool) -> dict[str, tuple]:
+    l = cfg.llm
+    H, I, V = l.hidden_size, l.intermediate_size, l.vocab_size
+    out = {"model.embed_tokens.weight": (V, H)}
+    for i in range(l.num_layers):
+        p = f"model.layers.{i}."
+        if fused:
+            out |= {p + "self_attn.query_key_value.weight": (3 * H, H),
+                    p + "self_attn.query_key_value.bias": (3 * H,)}
+        else:
+            out |= {p + f"self_attn.{x}_proj.{w}": ((H, H) if w == "weight" else (H,))
+                    for x in "qkv" for w in ("weight", "bias")}
+        out |= {p + "self_attn.dense.weight": (H, H), p + "self_attn.dense.bias": (H,),
+                p + "mlp.fc1.weight": (I, H), p + "mlp.fc1.bias": (I,),
+                p + "mlp.fc2.weight": (H, I), p + "mlp.fc2.bias": (H,),
+                p + "input_layernorm.weight": (H,), p + "input_layernorm.bias": (H,)}
+    return out | {"model.final_layernorm.weight": (H,), "model.final_layernorm.bias": (H,),
+                  "lm_head.weight": (V, H), "lm_head.bias": (V,)}
+
+def _manifest_eva(cfg: TinyGPTVConfig) -> dict[str, tuple]:
+    v = cfg.vision
+    W, M = v.width, v.mlp_dim
+    out = {"cls_token": (1, 1, W), "pos_embed": (1, v.num_tokens(), W),
+           "patch_embed.proj.weight": (W, 3, v.patch_size, v.patch_size),
+           "patch_embed.proj.bias": (W,)}
+    for i in range(v.depth + 1):      # the real file has EVA-CLIP's 40 blocks
+        p = f"blocks.{i}."
+        out |= {p + "norm1.weight": (W,), p + "norm1.bias": (W,), p + "attn.q_bias": (W,),
+                p + "attn.v_bias": (W,), p + "attn.qkv.weight": (3 * W, W),
+                p + "attn.proj.weight": (W, W), p + "attn.proj.bias": (W,),
+                p + "norm2.weight": (W,), p + "norm2.bias": (W,),
+                p + "mlp.fc1.weight": (M, W), p + "mlp.fc1.bias": (M,),
+                p + "mlp.fc2.weight": (W, M), p + "mlp.fc2.bias": (W,)}
     return out
+
+# %% ../nbs/13_weights.ipynb
+def _bert_attention_keys(a: str, Hq: int, kv: int) -> dict[str, tuple]:
+    "Keys and shapes of one BERT attention block `a` (`…attention` or `…crossattention`)."
+    out = {f"{a}.self.{x}.weight": ((Hq, kv) if x != "query" else (Hq, Hq))
+           for x in ("query", "key", "value")}
+    out |= {f"{a}.self.{x}.bias": (Hq,) for x in ("query", "key", "value")}
+    return out | {f"{a}.output.dense.weight": (Hq, Hq), f"{a}.output.dense.bias": (Hq,),
+                  f"{a}.output.LayerNorm.weight": (Hq,), f"{a}.output.LayerNorm.bias": (Hq,)}
+
+def _bert_ffn_keys(p: str, i_: str, o_: str, Hq: int, Iq: int) -> dict[str, tuple]:
+    return {p + f"{i_}.dense.weight": (Iq, Hq), p + f"{i_}.dense.bias": (Iq,),
+            p + f"{o_}.dense.weight": (Hq, Iq), p + f"{o_}.dense.bias": (Hq,),
+            p + f"{o_}.LayerNorm.weight": (Hq,), p + f"{o_}.LayerNorm.bias": (Hq,)}
+
+def _manifest_qformer(cfg: TinyGPTVConfig, blip2: bool) -> dict[str, tuple]:
+    q, W, b = cfg.qformer, cfg.vision.width, "Qformer.bert."
+    Hq, Iq = q.hidden_size, q.intermediate_size
+    out = {b + "embeddings.LayerNorm.weight": (Hq,), b + "embeddings.LayerNorm.bias": (Hq,),
+           "query_tokens": (1, q.num_queries, Hq)}
+    if blip2:
+        out |= {b + "embeddings.word_embeddings.weight": (30523, Hq),
+                b + "embeddings.position_embeddings.weight": (512, Hq),
+                b + "embeddings.position_ids": (1, 512), "ln_vision.weight": (W,),
+                "ln_vision.bias": (W,)}
+    for i in range(q.num_layers):
+        p = f"{b}encoder.layer.{i}."
+        out |= _bert_attention_keys(p + "attention", Hq, Hq)
+        out |= _bert_ffn_keys(p, "intermediate_query", "output_query", Hq, Iq)
+        if i % q.cross_attention_freq == 0: out |= _bert_attention_keys(p + "crossattention", Hq, W)
+        if blip2: out |= _bert_ffn_keys(p, "intermediate", "output", Hq, Iq)
+    return out
+
+# %% ../nbs/13_weights.ipynb
+def _manifest_stage(cfg: TinyGPTVConfig, peft_infix: bool, peft_default: bool, lora: bool,
+                    qformer: bool) -> dict[str, tuple]:
+    q, l = cfg.qformer, cfg.llm
+    H, r = l.hidden_size, cfg.lora.r
+    out = {"llama_proj.weight": (cfg.proj_dim, q.hidden_size), "llama_proj.bias": (cfg.proj_dim,),
+           "llama_proj2.weight": (H, cfg.proj_dim), "llama_proj2.bias": (H,),
+           "Qformer.bert.embeddings.position_ids": (1, 512)}
+    pre = "llama_model." + ("base_model.model." if peft_infix else "") + "model."
+    d = ".default" if peft_default else ""
+    for i in range(l.num_layers):
+        p = f"{pre}layers.{i}."
+        out |= {p + "input_layernorm.weight": (H,), p + "post_layernorm.weight": (H,),
+                p + "self_attn.q_layernorm.weight": (l.head_dim,),
+                p + "self_attn.k_layernorm.weight": (l.head_dim,)}
+        if lora:
+            a = p + "self_attn."
+            out |= {a + f"query_key_value.lora_A{d}.weight": (r, H),
+                    a + f"query_key_value.lora_B{d}.weight": (3 * H, r),
+                    a + f"dense.lora_A{d}.weight": (r, H), a + f"dense.lora_B{d}.weight": (H, r)}
+    out[pre + "final_layernorm.weight"] = (H,)
+    if qformer: out |= _manifest_qformer(cfg, blip2=False)
+    return out
+
+def upstream_manifest(fmt: str, cfg: TinyGPTVConfig, peft_infix: bool = True,
+                      peft_default: bool = True, lora: bool = True,
+                      qformer: bool = False) -> dict[str, tuple]:
+    """Key names and shapes of an upstream file (`phi2_fused`, `phi2_split`, `eva`, `blip2`,
+    `minigpt4`, `stage`), per the spec."""
+    if fmt in ("phi2_fused", "phi2_split"): return _manifest_phi2(cfg, fused=fmt == "phi2_fused")
+    if fmt == "eva": return _manifest_eva(cfg)
+    if fmt in ("blip2", "qformer"): return _manifest_qformer(cfg, blip2=fmt == "blip2")
+    if fmt == "minigpt4":
+        return {"llama_proj.weight": (cfg.proj_dim, cfg.qformer.hidden_size),
+                "llama_proj.bias": (cfg.proj_dim,)}
+    if fmt == "stage": return _manifest_stage(cfg, peft_infix, peft_default, lora, qformer)
+    raise ValueError(f"unknown format {fmt!r}")
