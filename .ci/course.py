@@ -45,6 +45,7 @@ for p in files:
     lines = [l for s in srcs for l in s.splitlines()]
     outs = [o for c in cells for o in c.get("outputs", [])]
     figs = sum(1 for o in outs if any(k in o.get("data", {}) for k in ("image/png", "image/svg+xml", "text/html", "text/markdown")))
+    figs += sum(1 for c in cells if "".join(c["source"]).startswith("#| output: asis") and c.get("outputs"))  # markdown tables
     md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown").lower()
     info[p.name] = dict(outputs=len(outs), figures=figs, longest_cell=max((len(s.splitlines()) for s in srcs), default=0),
                         lines=len(lines), over100=sum(len(l) > 100 for l in lines), exercise=bool(re.search(r"^#+\s*exercise", md, re.M)),

@@ -39,7 +39,8 @@ def execute(path: Path) -> float:
         if c_raw["cell_type"] != "code": continue
         outs = [] if skip(c) else [dict(o) for o in c.get("outputs", [])]
         widget = "application/vnd.jupyter.widget-view+json"          # a live widget has no state to store: drop it
-        c_raw["outputs"] = [o for o in outs if widget not in o.get("data", {})]
+        empty = lambda o: o.get("output_type") in ("execute_result", "display_data") and not o.get("data")
+        c_raw["outputs"] = [o for o in outs if widget not in o.get("data", {}) and not empty(o)]
         c_raw["execution_count"] = None
     path.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + "\n")
     return time.time() - t

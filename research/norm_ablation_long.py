@@ -13,25 +13,25 @@ initialisation is seeded by the loader and the same in every run).
 Every step records the loss, the gradient norm, the largest attention logit |q·k|/√d of the forward
 pass and the largest |hidden state| leaving a decoder layer. fp16 training is too slow on a CPU for
 runs this long (3 fp16 steps of the full-size batch took 7 minutes), so training runs in fp32 and
-fp16's failure is measured where it happens: every `--probe-every` steps and at the end, a copy of
-the model with its frozen weights in fp16 runs one forward under fp16 autocast on a fixed batch of
+fp16's failure is measured where it happens: every `--probe-every` steps and at the end, the model
+with its frozen weights in fp16 runs one forward under fp16 autocast on a fixed batch of
 training conversations, and its loss is recorded (`inf`/`nan`: the fp16 forward fails). In this
 eager attention path an fp16 forward overflows when the *unscaled* product |q·k| passes 65,504, that
 is when the logit passes 65,504/√80 ≈ 7,323 (head size 80).
 
 To fit twelve runs (4 variants x 3 seeds) into about half an hour of a 2-core CPU the run is smaller
-than the tiny preset's stage 4 in batch (`--batch`, 4 conversations instead of 32 samples) and steps
+than the tiny preset's stage 4 in batch (`--batch`, 2 conversations instead of 32 samples) and steps
 (`--steps`), never in sequence length or width (the shipped tiny backbones are used as they are).
 
     python research/norm_ablation_long.py [--variants all_three,no_qk,no_post,none] [--seeds 0,1,2]
-        [--steps 60] [--batch 4] [--lr-scale 20] [--turns 24] [--probe-every 20]
+        [--steps 32] [--batch 2] [--lr-scale 20] [--turns 24] [--probe-every 8]
 
 One JSON per variant (its seeds' runs, rewritten after each run) in
 research/results/norm_ablation_long/; `research/README.md`'s table and `nbs/22_norm_ablation.ipynb`'s
 figure are made from them.
 """
 from __future__ import annotations
-import argparse, copy, json, math, random, sys, tempfile, time
+import argparse, json, math, random, sys, tempfile, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,15 +102,23 @@ def probe_batch(model, turns: int, n: int = 2) -> dict:
                    max_len=model.cfg.max_len, max_txt_len=480)
 
 
-def fp16_forward(model, batch) -> dict:
-    """A copy of `model` with its frozen weights in fp16, one forward under fp16 autocast: its loss
-    (`inf`/`nan` when fp16 overflows) and the largest logit it saw."""
-    m = copy.deepcopy(model).cast_frozen(torch.float16).eval()
+def fp16_forward(model, batch, fwd=None) -> dict:
+    """`model` with its frozen weights in fp16, one forward under fp16 autocast: its loss
+    (`inf`/`nan` when fp16 overflows) and the largest logit it saw (`fwd`: the forward to call,
+    `model`'s own by default). The fp32 weights are restored
+    afterwards, bit for bit, so probing does not change the training run."""
+    keep = {n: t.data.clone() for n, t in [*model.named_parameters(), *model.named_buffers()]}
+    was_training, t0 = model.training, time.time()
+    model.cast_frozen(torch.float16).eval()
     SEEN["logit"].clear()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
-        loss = m(batch["input_ids"], batch["attention_mask"], labels=batch["labels"],
-                 pixel_values=batch["pixel_values"]).loss
-    return {"fp16_loss": float(loss), "max_logit": max(SEEN["logit"], default=float("nan"))}
+        loss = (fwd or model)(batch["input_ids"], batch["attention_mask"], labels=batch["labels"],
+                     pixel_values=batch["pixel_values"]).loss
+    for n, t in [*model.named_parameters(), *model.named_buffers()]: t.data = keep[n]
+    model.cfg.frozen_dtype = "float32"
+    model.train(was_training)
+    return {"fp16_loss": float(loss), "max_logit": max(SEEN["logit"], default=float("nan")),
+            "seconds": round(time.time() - t0, 1)}
 
 
 def build(variant: str, seed: int, steps: int, batch: int, lr_scale: float):
@@ -133,13 +141,13 @@ def run(variant: str, seed: int, steps: int, batch: int, lr_scale: float, turns:
         probe_every: int) -> dict:
     "One training run: per-step loss, gradient norm, largest logit and hidden state; fp16 probes."
     model, t = build(variant, seed, steps, batch, lr_scale)
-    fixed = probe_batch(model, turns)
-    logit, hidden, probes, count = [], [], [], [0]
+    logit, hidden, probes, count, fixed = [], [], [], [0], {}
     orig = model.forward
 
     def forward(*a, **k):       # every training forward: its largest logit and hidden state
+        if not fixed: fixed.update(probe_batch(model, turns))     # at the stage's image size
         if count[0] % probe_every == 0:
-            probes.append({"step": count[0], **fp16_forward(model, fixed)})
+            probes.append({"step": count[0], **fp16_forward(model, fixed, orig)})
         SEEN["logit"].clear(); SEEN["hidden"].clear()
         out = orig(*a, **k)
         logit.append(max(SEEN["logit"], default=float("nan")))
@@ -185,11 +193,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--batch", type=int, default=4, help="conversations per step")
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--batch", type=int, default=2, help="conversations per step")
     p.add_argument("--lr-scale", type=float, default=20.0)
     p.add_argument("--turns", type=int, default=24)
-    p.add_argument("--probe-every", type=int, default=20, help="steps between fp16 forwards")
+    p.add_argument("--probe-every", type=int, default=8, help="steps between fp16 forwards")
     p.add_argument("--out", default=str(OUT))
     a = p.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -199,10 +207,10 @@ def main(argv=None):
     for v in a.variants.split(","):
         if v not in VARIANTS:
             raise SystemExit(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
-    for v in a.variants.split(","):
-        runs = []
-        for s in map(int, a.seeds.split(",")):
-            runs.append(run(v, s, a.steps, a.batch, a.lr_scale, a.turns, a.probe_every))
+    runs = {v: [] for v in a.variants.split(",")}
+    for s in map(int, a.seeds.split(",")):      # every variant's seed 0 first, then seed 1, ...
+        for v in runs:
+            runs[v].append(run(v, s, a.steps, a.batch, a.lr_scale, a.turns, a.probe_every))
             rec = {"row": v, "what": VARIANTS[v][0], "command": cmd, "source": "measured",
                    "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
                    "provenance": f"measured by `{cmd}` at commit {git_commit()} on a 2-core CPU "
@@ -211,14 +219,13 @@ def main(argv=None):
                    f"{a.lr_scale:g}x the tiny learning rate; fp16 forwards every "
                    f"{a.probe_every} steps and at the end",
                    "steps": a.steps, "batch": a.batch, "lr_scale": a.lr_scale, "turns": a.turns,
-                   "fp16_max": FP16_MAX, "runs": runs}
+                   "fp16_max": FP16_MAX, "runs": runs[v]}
             rec.update(summarise(rec))
             (out / f"{v}.json").write_text(json.dumps(rec) + "\n")
-            r = runs[-1]
+            r = runs[v][-1]
             print(v, s, f"{r['minutes']} min, diverged {bool(r['diverged'])}, last loss",
                   r["loss"][-1:], "max logit", max(x for x in r["max_logit"] if x == x),
                   "fp16 losses", [q["fp16_loss"] for q in r["fp16_probes"]], flush=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

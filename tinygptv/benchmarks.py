@@ -560,11 +560,7 @@ def evaluate(model, benches, root=None, out=None, limit: int | None = None,
         bar.close()
         results[b] = {m: aggregate(b, items, got, m, TEMPLATE_STAGE[template]) for m in modes}
         results[b]["skipped"] = rep.skipped
-    if out:
-        out = Path(out)
-        (out / "results.json").write_text(json.dumps(results, indent=1))
-        (out / "results.md").write_text(results_table(results))
-        plot_results(results, out / "results.png")
+    if out: _save_results(Path(out), results)
     return results
 
 # %% ../nbs/25_benchmarks.ipynb
@@ -613,6 +609,12 @@ def plot_results(results: dict, path=None):
     if path: fig.savefig(path); plt.close(fig)
     return fig
 
+def _save_results(out: Path, results: dict):
+    "A run's results.json, results.md and results.png under `out`."
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(results_table(results))
+    plot_results(results, out / "results.png")
+
 # %% ../nbs/25_benchmarks.ipynb
 def synth_items(kind: str, n: int = 100, split: str = "test") -> list[BenchItem]:
     """Held-out synthetic questions of `kind` as benchmark items (the question already holds its
@@ -625,5 +627,6 @@ def synth_items(kind: str, n: int = 100, split: str = "test") -> list[BenchItem]
         if kind == "refer":
             sc = s.meta["scene"]; o = next(o for o in sc.objects if a == sc.grid_box(o))
             it.box, it.width, it.height = o.box, sc.size, sc.size
+            it.group = it.id                   # upstream's key: each question has its own image
         items.append(it)
     return items

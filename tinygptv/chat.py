@@ -18,65 +18,79 @@ from .prompts import IMG, cut_answer, draw_answer, render, stop_strings
 from .evaluation import GenerationSettings, answer_pieces, answer_questions
 from .quant import is_prequantized, load_prequantized, load_quantized
 
-log = logging.getLogger("tinygptv.chat")   # one plain line per event on stderr, unless the application configures logging
+# one plain line per event on stderr, unless the application configures logging
+log = logging.getLogger("tinygptv.chat")
 
 # %% auto 0
 __all__ = ['log', 'pick_device', 'Chat']
 
 # %% ../nbs/24_chat.ipynb
+def _mps_ok() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
 def pick_device(device: str = "auto") -> torch.device:
-    "The torch device for `cpu`, `cuda[:N]`, `mps` or `auto` (CUDA, then MPS, then CPU); falls back to CPU with a warning."
+    """The torch device for `cpu`, `cuda[:N]`, `mps` or `auto` (CUDA, then MPS, then CPU); falls
+    back to CPU with a warning."""
     if device == "auto":
         if torch.cuda.is_available(): return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return torch.device("mps")
+        if _mps_ok(): return torch.device("mps")
         return torch.device("cpu")
     d = torch.device(device)
     if d.type == "cuda" and not torch.cuda.is_available():
-        log.warning(f"device {device!r} requested but CUDA is not available (torch.cuda.is_available() is False); using the CPU")
+        log.warning(f"device {device!r} requested but CUDA is not available "
+                    "(torch.cuda.is_available() is False); using the CPU")
         return torch.device("cpu")
-    if d.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        log.warning(f"device {device!r} requested but MPS is not available on this machine; using the CPU")
+    if d.type == "mps" and not _mps_ok():
+        log.warning(f"device {device!r} requested but MPS is not available on this machine; "
+                    "using the CPU")
         return torch.device("cpu")
-    if d.type not in ("cpu", "cuda", "mps"): raise ValueError(f"device must be cpu, cuda, mps or auto; got {device!r}")
+    if d.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be cpu, cuda, mps or auto; got {device!r}")
     return d
 
 # %% ../nbs/24_chat.ipynb
 class Chat:
-    "A conversation with a TinyGPT-V: `ask` (or `stream`) questions about images; `answer_many` for batches."
-    def __init__(self, model: TinyGPTV, stage: int | None = None, settings: GenerationSettings | None = None,
-                 max_context: int | None = None):
+    """A conversation with a TinyGPT-V: `ask` (or `stream`) questions about images; `answer_many`
+    for batches."""
+    def __init__(self, model: TinyGPTV, stage: int | None = None,
+                 settings: GenerationSettings | None = None, max_context: int | None = None):
         if model.tokenizer is None:
-            raise ValueError("the model has no tokenizer: load a model folder that has one (convert writes Phi-2's)")
+            raise ValueError("the model has no tokenizer: load a model folder that has one "
+                             "(convert writes Phi-2's)")
         self.model = model.eval()
         self.stage = stage or (model.stage.stage if getattr(model, "stage", None) else 4)
-        self.template = self.stage          # stages 1-2 switch to stage 3's template for questions (as upstream's demo)
+        # stages 1-2 switch to stage 3's template for questions (as upstream's demo)
+        self.template = self.stage
         self.settings = settings or GenerationSettings()
         pos = getattr(getattr(model.llm, "config", None), "max_position_embeddings", None)
         self.max_context = max_context or min(x for x in (model.cfg.max_len, pos) if x)
         self.turns: list[tuple] = []
 
-    @classmethod
-    def load(cls, folder, device: str = "auto", quant: str = "none", merge_lora: bool = True, vision: str = "none",
-             **kw) -> "Chat":
-        """A chat over a model folder on `device`, Phi-2's linear layers quantized as asked
-        (`none`, `int4`, `8bit`, `4bit`, `int8-dynamic`) and the vision side with `vision` (see
-        *Quantized inference*). `merge_lora` (default) folds the adapter into Phi-2 while loading;
-        `merge_lora=False` with no quantization loads the folder as trained. A pre-quantized
-        folder (`tinygptv quantize`) loads as it is, memory-mapped, on the CPU."""
-        dev = pick_device(device)
-        if is_prequantized(folder):
-            if dev.type != "cpu":
-                log.warning(f"{folder} holds layers for torch's CPU kernels: loading it on the CPU")
-            model = load_prequantized(folder, "cpu", quant, vision)
-        elif quant == "none" and vision == "none" and not merge_lora:
-            model = TinyGPTV.from_pretrained(folder).to(dev)
-        else: model = load_quantized(folder, quant, merge_lora=merge_lora, vision=vision, device=str(dev))
-        return cls(model, **kw)
-
     def reset(self): self.turns = []; self.template = self.stage
 
     @property
     def history(self) -> list[tuple[str, str]]: return [(q, a) for q, a, _ in self.turns]
+
+# %% ../nbs/24_chat.ipynb
+@patch(cls_method=True)
+def load(cls: Chat, folder, device: str = "auto", quant: str = "none", merge_lora: bool = True,
+         vision: str = "none", **kw) -> Chat:
+    """A chat over a model folder on `device`, Phi-2's linear layers quantized as asked
+    (`none`, `int4`, `8bit`, `4bit`, `int8-dynamic`) and the vision side with `vision` (see
+    *Quantized inference*). `merge_lora` (default) folds the adapter into Phi-2 while loading;
+    `merge_lora=False` with no quantization loads the folder as trained. A pre-quantized
+    folder (`tinygptv quantize`) loads as it is, memory-mapped, on the CPU."""
+    dev = pick_device(device)
+    if is_prequantized(folder):
+        if dev.type != "cpu":
+            log.warning(f"{folder} holds layers for torch's CPU kernels: loading it on the CPU")
+        model = load_prequantized(folder, "cpu", quant, vision)
+    elif quant == "none" and vision == "none" and not merge_lora:
+        model = TinyGPTV.from_pretrained(folder).to(dev)
+    else:
+        model = load_quantized(folder, quant, merge_lora=merge_lora, vision=vision,
+                               device=str(dev))
+    return cls(model, **kw)
 
 # %% ../nbs/24_chat.ipynb
 @patch
@@ -89,24 +103,34 @@ def _pieces(self: Chat, turns) -> tuple[list, list]:
     return render(self.template, conv, image=bool(turns[0][2])), imgs
 
 @patch
+def _n_tokens(self: Chat, turns) -> int:
+    "The prompt's length in tokens for `turns`."
+    pieces, imgs = self._pieces(turns)
+    return build_inputs(self.model.tokenizer, [pieces], [len(imgs)])["input_ids"].shape[1]
+
+# %% ../nbs/24_chat.ipynb
+@patch
 def _fit(self: Chat, turns, max_new_tokens: int):
-    "Drop the oldest turns, then cut the question's start, until the prompt fits the context; say so each time."
-    budget, tok = self.max_context - max_new_tokens, self.model.tokenizer
-    n_tok = lambda ts: build_inputs(tok, [self._pieces(ts)[0]], [len(self._pieces(ts)[1])])["input_ids"].shape[1]
+    """Drop the oldest turns, then cut the question's start, until the prompt fits the context;
+    say so each time."""
+    budget, tok, n_tok = self.max_context - max_new_tokens, self.model.tokenizer, self._n_tokens
     turns, dropped, cut = list(turns), 0, 0
     while n_tok(turns) > budget:
-        oldest = 1 if turns[0][2] else 0          # the oldest answered turn, never the one that carries the images
-        if oldest >= len(turns) - 1: break        # only the image turn and the new question are left
+        oldest = 1 if turns[0][2] else 0    # the oldest answered turn, never the image turn
+        if oldest >= len(turns) - 1: break  # only the image turn and the new question are left
         turns.pop(oldest); dropped += 1
     q, a, ims = turns[-1]
     while n_tok(turns) > budget:
         ids = tok(q, add_special_tokens=False).input_ids
         over = n_tok(turns) - budget
-        if over >= len(ids): raise ValueError(f"the images alone need more than the {self.max_context}-token context")
+        if over >= len(ids):
+            raise ValueError(f"the images alone need more than the {self.max_context}-token "
+                             "context")
         q = tok.decode(ids[over:]); turns[-1] = (q, a, ims); cut += over
     if dropped or cut:
-        log.warning(f"the conversation is longer than the model's {self.max_context}-token context (less {max_new_tokens} "
-                    f"for the answer): dropped the {dropped} oldest turn(s)" + (f" and {cut} token(s) of the question" if cut else ""))
+        log.warning(f"the conversation is longer than the model's {self.max_context}-token context "
+                    f"(less {max_new_tokens} for the answer): dropped the {dropped} oldest turn(s)"
+                    + (f" and {cut} token(s) of the question" if cut else ""))
     return turns
 
 # %% ../nbs/24_chat.ipynb
@@ -116,10 +140,14 @@ def _prepare(self: Chat, question, images, settings):
     question = question.strip() if isinstance(question, str) else ""
     if not question:
         if self.stage not in (1, 2):
-            raise ValueError("the prompt is empty: ask a question (only stage 1-2 models caption an image without one)")
-        if self.turns: raise ValueError("the prompt is empty: a caption (empty prompt) only starts a conversation")
+            raise ValueError("the prompt is empty: ask a question (only stage 1-2 models caption "
+                             "an image without one)")
+        if self.turns:
+            raise ValueError("the prompt is empty: a caption (empty prompt) only starts a "
+                             "conversation")
     if not self.turns: self.template = self.stage if self.stage > 2 or not question else 3
-    ims = [load_image(im) for im in (images if isinstance(images, (list, tuple)) else [images])] if images is not None else []
+    if images is None: images = []
+    ims = [load_image(im) for im in (images if isinstance(images, (list, tuple)) else [images])]
     if not self.turns and not ims: log.warning("no image given: the model answers from text alone")
     turns = self._fit(self.turns + [(question, None, ims)], settings.new_tokens(self.max_context))
     pieces, imgs = self._pieces(turns)
@@ -127,7 +155,8 @@ def _prepare(self: Chat, question, images, settings):
 
 @patch
 def ask(self: Chat, question: str = "", images=None, **overrides) -> str:
-    "The answer to `question` about `images` (paths or PIL images; only with the first question); kept in the history."
+    """The answer to `question` about `images` (paths or PIL images; only with the first
+    question); kept in the history."""
     s = replace(self.settings, **overrides)
     pieces, imgs, turns = self._prepare(question, images, s)
     answer = answer_pieces(self.model, [pieces], [imgs], self.template, s)[0]
@@ -136,16 +165,20 @@ def ask(self: Chat, question: str = "", images=None, **overrides) -> str:
 
 # %% ../nbs/24_chat.ipynb
 def _held_back(text: str, stops) -> int:
-    "How many trailing characters of `text` could be the start of a stop string (held back while streaming)."
-    return max((k for s in stops for k in range(min(len(s) - 1, len(text)), 0, -1) if s.startswith(text[-k:])), default=0)
+    """How many trailing characters of `text` could be the start of a stop string (held back while
+    streaming)."""
+    return max((k for s in stops for k in range(min(len(s) - 1, len(text)), 0, -1)
+                if s.startswith(text[-k:])), default=0)
 
 @patch
 def stream(self: Chat, question: str = "", images=None, **overrides):
-    "Like `ask`, yielding the answer's text as it is generated (nothing from a stop string on ever shows)."
+    """Like `ask`, yielding the answer's text as it is generated (nothing from a stop string on
+    ever shows)."""
     s = replace(self.settings, **overrides)
     pieces, imgs, turns = self._prepare(question, images, s)
     stops, err = stop_strings(self.template), []
-    streamer = TextIteratorStreamer(self.model.tokenizer, skip_prompt=False, skip_special_tokens=True)
+    streamer = TextIteratorStreamer(self.model.tokenizer, skip_prompt=False,
+                                    skip_special_tokens=True)
     def run():
         try: answer_pieces(self.model, [pieces], [imgs], self.template, s, streamer=streamer)
         except Exception as e: err.append(e); streamer.end()
@@ -166,12 +199,14 @@ def stream(self: Chat, question: str = "", images=None, **overrides):
 # %% ../nbs/24_chat.ipynb
 @patch
 def answer_many(self: Chat, questions, images, batch_size: int = 8, **overrides) -> list[str]:
-    "Independent one-turn answers for many (question, image) pairs, batched; the history is not touched."
+    """Independent one-turn answers for many (question, image) pairs, batched; the history is not
+    touched."""
     return answer_questions(self.model, questions, images, self.stage if self.stage > 2 else 3,
                             replace(self.settings, **overrides), batch_size)
 
 @patch
 def draw(self: Chat, answer: str, image=None):
     "The image (default: the conversation's first) with the answer's boxes drawn."
-    img = load_image(image) if image is not None else next(im for _, _, ims in self.turns for im in ims)
+    if image is not None: img = load_image(image)
+    else: img = next(im for _, _, ims in self.turns for im in ims)
     return draw_answer(img, answer)

@@ -631,6 +631,9 @@ def save_quantized(model: TinyGPTV, out, info: dict) -> Path:
     (tmp / PREQUANT_FILE).write_text(json.dumps(info, indent=1))
     if model.tokenizer is not None: model.tokenizer.save_pretrained(tmp)
     (tmp / "README.md").write_text(_card(info))
+    if out.exists() and not is_prequantized(out):      # never delete what is not ours to replace
+        shutil.rmtree(tmp)
+        raise FileExistsError(f"{out} exists and is not a pre-quantized folder: not replaced")
     if out.exists(): shutil.rmtree(out)
     os.replace(tmp, out)
     return out

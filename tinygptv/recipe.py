@@ -78,7 +78,6 @@ def run_tiny(out, scale: float = 1.0, n_eval: int = 300, n_scenes: int = 2000,
     (out / "report.md").write_text(report(metrics))
     return metrics
 
-
 # %% ../nbs/21_tiny_run.ipynb
 def report(metrics: dict) -> str:
     "The run's held-out numbers per stage, as markdown (scores with their 95 % intervals)."
