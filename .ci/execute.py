@@ -2,7 +2,7 @@
 running exactly the cells the tests run (cells marked `#| notest` or `#| eval: false` are skipped and keep no outputs),
 and record how long each takes to run here in `nbs/timing.json`.
 
-    .venv/bin/python .ci/execute.py                 # every notebook, one after another
+    .venv/bin/python .ci/execute.py                 # every notebook, one after another, each in a fresh process
     .venv/bin/python .ci/execute.py 17_stage1_warmup 20_stage4_multitask
 
 Figures are stored as PNG at 72 dpi to keep the notebooks small; run `nbdev_clean` afterwards (the hook and CI check it).
@@ -47,6 +47,10 @@ def execute(path: Path) -> float:
 
 if __name__ == "__main__":
     names = sys.argv[1:] or sorted(p.stem for p in nbs.glob("*.ipynb"))
+    if len(names) > 1:        # each in a fresh process: its time includes the imports, as a learner's run does
+        import subprocess
+        for n in names: subprocess.run([sys.executable, __file__, n], check=True)
+        sys.exit(0)
     tfile = nbs / "timing.json"
     for n in names:
         p = nbs / (n if n.endswith(".ipynb") else n + ".ipynb")
