@@ -275,6 +275,22 @@ TABLES = {
         ),
         order=("convert", "train_step"),
     ),
+    "int4-agreement": Table(
+        ("int4_agreement/*.json",),
+        (
+            ("variant", "what", txt),
+            ("answers equal to full precision's (of 200)", "equal", pct),
+            ("equal per kind, vqa / refer / identify / caption (of 50)", "equal_per_kind",
+             lambda v, r: " / ".join(str(x) for x in v.values())),
+            ("differing boxes' IoU with full precision's (median)", "refer_iou_median_differing",
+             num(2)),
+            CMD,
+            SRC,
+        ),
+        order=("bf16_only", "vision_int8_only", "llm_int4_only", "shipped", "gptq_seed0",
+               "gptq_seed1", "gptq_seed2", "gptq_seed0_head_kept", "gptq_seed1_head_kept",
+               "gptq_seed2_head_kept"),
+    ),
 }
 
 

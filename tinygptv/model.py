@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from .vision import (VisionConfig, build_eva, FP32LayerNorm,
                              set_image_size as set_eva_image_size)
@@ -20,7 +21,7 @@ from .lora import LoraSettings, add_lora as wrap_with_lora
 from .tokenizer import IMAGE_TOKEN, IGNORE_INDEX
 
 # %% auto 0
-__all__ = ['TinyGPTVConfig', 'TinyGPTV']
+__all__ = ['TinyGPTVConfig', 'TinyGPTV', 'GrowingLayer', 'GrowingCache']
 
 # %% ../nbs/06_model.ipynb
 @dataclass
@@ -195,6 +196,30 @@ def forward(self: TinyGPTV, input_ids, attention_mask, labels=None, pixel_values
                         labels=None if labels is None else labels.to(dev), **kw)
 
 # %% ../nbs/06_model.ipynb
+class GrowingLayer(DynamicLayer):
+    """A `DynamicLayer` whose keys and values are views of buffers with room to grow: appending
+    writes in place (a copy only when the buffer doubles). A cache replaced from outside (beam
+    search's reordering, a batch selection) is taken over as it is."""
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self._kb = self._vb = None
+        kb, n, add = self._kb, self.keys.shape[-2] if self.keys.numel() else 0, key_states.shape[-2]
+        ours = kb is not None and self.keys.data_ptr() == kb.data_ptr() and \
+               self.keys.shape[:-2] == key_states.shape[:-2] and self.keys.stride() == kb.stride()
+        if not ours or n + add > kb.shape[-2]:
+            shape = (*key_states.shape[:-2], max(2 * (n + add), 64), key_states.shape[-1])
+            self._kb, self._vb = key_states.new_empty(shape), value_states.new_empty(shape)
+            if n: self._kb[..., :n, :].copy_(self.keys); self._vb[..., :n, :].copy_(self.values)
+        self._kb[..., n:n + add, :].copy_(key_states); self._vb[..., n:n + add, :].copy_(value_states)
+        self.keys, self.values = self._kb[..., :n + add, :], self._vb[..., :n + add, :]
+        return self.keys, self.values
+
+class GrowingCache(DynamicCache):
+    "A `DynamicCache` of `GrowingLayer`s."
+    def __init__(self, *args, **kwargs): Cache.__init__(self, layer_class_to_replicate=GrowingLayer)
+
+# %% ../nbs/06_model.ipynb
 # Generating from `inputs_embeds`, transformers applies a repetition penalty to the new tokens only
 # and says so at every call. Upstream generates from embeddings too, so that is the behaviour we
 # reproduce: the notice is muted.
@@ -218,6 +243,7 @@ def generate(self: TinyGPTV, input_ids, attention_mask, pixel_values=None, queri
               eos_token_id=self.tokenizer.eos_token_id)
     if stop: kw.update(stop_strings=list(stop), tokenizer=self.tokenizer)
     gen_kw.setdefault("do_sample", False)
+    if gen_kw.get("use_cache", True): gen_kw.setdefault("past_key_values", GrowingCache())
     with torch.no_grad(), _autocast(self):
         return self.llm.generate(inputs_embeds=emb, attention_mask=attention_mask,
                                  **{**kw, **gen_kw})

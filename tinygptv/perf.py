@@ -12,7 +12,7 @@ from accelerate.utils import set_module_tensor_to_device
 
 from .vision import preprocess_images
 from .tokenizer import build_inputs
-from .model import TinyGPTVConfig, _autocast
+from .model import TinyGPTVConfig, GrowingCache, _autocast
 from .stages import get_stage
 from .prompts import render
 from .synthetic import draw_scene, make_scene, tiny_tokenizer
@@ -85,8 +85,9 @@ def _prefill_decode(m, q, n_new: int) -> tuple:
         prompt = [render(4, [("[vqa] what color is the background?", None)])]
         b = build_inputs(m.tokenizer, prompt, [1], padding_side="left")
         emb, mask = m.embed(b["input_ids"], m.project(q)), b["attention_mask"]
-        t = time.time()                     # logits of the last position only, as generate does
-        out = m.llm(inputs_embeds=emb, attention_mask=mask, use_cache=True, logits_to_keep=1)
+        t = time.time()          # logits of the last position only, and the cache generate uses
+        out = m.llm(inputs_embeds=emb, attention_mask=mask, use_cache=True, logits_to_keep=1,
+                    past_key_values=GrowingCache())
         prefill_s = time.time() - t
         past, nxt, per = out.past_key_values, out.logits[:, -1:].argmax(-1), []
         for _ in range(n_new):

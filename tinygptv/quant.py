@@ -32,11 +32,11 @@ def _bnb():
     return bnb
 
 # %% auto 0
-__all__ = ['log', 'INT4_LAYOUTS', 'QUANT_MODES', 'VISION_MODES', 'PREQUANT_FILE', 'ALIGN', 'cpu_features', 'describe_cpu',
-           'cpu_dtype', 'int4_group', 'quantize_int4', 'int4_layout', 'unpack_int4', 'repack_int4', 'Int4Linear',
-           'Int8Linear', 'Int8WeightLinear', 'quantized_linear', 'llm_linear_names', 'release_memory', 'prefer_mmap',
-           'quantize_vision', 'StreamedBlocks', 'is_prequantized', 'load_quantized', 'save_quantized',
-           'load_prequantized', 'quantize_folder']
+__all__ = ['log', 'INT4_LAYOUTS', 'QUANT_MODES', 'VISION_MODES', 'ACTIVATION_HEAP', 'PREQUANT_FILE', 'ALIGN', 'cpu_features',
+           'describe_cpu', 'cpu_dtype', 'int4_group', 'quantize_int4', 'int4_layout', 'unpack_int4', 'repack_int4',
+           'Int4Linear', 'Int8Linear', 'Int8WeightLinear', 'quantized_linear', 'llm_linear_names', 'release_memory',
+           'prefer_mmap', 'heap_for_activations', 'quantize_vision', 'StreamedBlocks', 'is_prequantized',
+           'load_quantized', 'save_quantized', 'load_prequantized', 'quantize_folder']
 
 # %% ../nbs/23_quantization.ipynb
 _SLOW_BF16_ISA = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
@@ -343,14 +343,26 @@ def release_memory():
     try: _libc().malloc_trim(0)
     except AttributeError: pass
 
-def prefer_mmap(threshold: int = 1 << 20):
+def prefer_mmap(threshold: int = 1 << 20, trim: int | None = None):
     """Blocks of `threshold` bytes or more come from `mmap` and go back to the system when freed
     (glibc's `M_MMAP_THRESHOLD`; a no-op elsewhere). By default glibc raises that threshold after
     each large free, so the transient buffers of inference (dequantized weights, activations) then
-    stay in the heap and add to the peak: 0.43 GiB on the paper-size 4-bit path. Process-wide;
-    `load_quantized` calls it."""
-    try: _libc().mallopt(-3, threshold)        # -3 = M_MMAP_THRESHOLD
+    stay in the heap and add to the peak: 0.43 GiB on the paper-size 4-bit path. `trim`: free
+    memory the heap keeps at its top (`M_TRIM_THRESHOLD`) instead of handing it back at once.
+    Process-wide; `load_quantized` calls it while loading."""
+    try:
+        _libc().mallopt(-3, threshold)                 # -3 = M_MMAP_THRESHOLD
+        if trim is not None: _libc().mallopt(-1, trim)   # -1 = M_TRIM_THRESHOLD
     except AttributeError: pass
+
+ACTIVATION_HEAP = 32 << 20
+
+def heap_for_activations():
+    """After loading a model whose layers dequantize nothing (torch's kernels), blocks under 32 MiB
+    (a 448-px image's activations) are reused from the heap and up to 64 MiB of freed heap is kept:
+    with `prefer_mmap`'s 1 MiB each activation is a fresh mapping whose pages fault in when first
+    written, which took a third of the paper-size ViT's time (glibc's own settled values)."""
+    prefer_mmap(ACTIVATION_HEAP, 2 * ACTIVATION_HEAP)
 
 # %% ../nbs/23_quantization.ipynb
 def _fold_qkv_bias(attn: nn.Module):
@@ -521,6 +533,7 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
                  has_adapter, keep_lora)
     _with_tokenizer(model, path)
     release_memory()
+    if not {quant, vision} & {"8bit", "4bit"}: heap_for_activations()   # bitsandbytes dequantizes
     return model.train(False).requires_grad_(False)
 
 # %% ../nbs/23_quantization.ipynb
@@ -698,6 +711,7 @@ def load_prequantized(path, device="cpu", quant: str | None = None, vision: str 
         else: mod._buffers[attr] = t
     model.prequantized, model.sources, model._mapped_file = info, sources, f
     _with_tokenizer(model, path)
+    heap_for_activations()
     log.info(f"{path}: pre-quantized (Phi-2 {info['quant']}, vision {info['vision']}), "
              f"memory-mapped; the vision side in {_dt(vdtype)}")
     return model.train(False).requires_grad_(False)
