@@ -355,6 +355,7 @@ def prefer_mmap(threshold: int = 1 << 20, trim: int | None = None):
         if trim is not None: _libc().mallopt(-1, trim)   # -1 = M_TRIM_THRESHOLD
     except AttributeError: pass
 
+# %% ../nbs/23_quantization.ipynb
 ACTIVATION_HEAP = 32 << 20
 
 def heap_for_activations():
@@ -531,8 +532,7 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     model.stage = spec
     _load_layers(model, path, quant, vision, device, dtype, vision_dtype, quantize_head, group_size,
                  has_adapter, keep_lora)
-    _with_tokenizer(model, path)
-    release_memory()
+    _with_tokenizer(model, path); release_memory()
     if not {quant, vision} & {"8bit", "4bit"}: heap_for_activations()   # bitsandbytes dequantizes
     return model.train(False).requires_grad_(False)
 
