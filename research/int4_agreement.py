@@ -25,8 +25,7 @@ from torch import nn
 from tinygptv.evaluation import GenerationSettings, answer_questions, box_iou
 from tinygptv.phi import TinyGPTVPhiDecoderLayer
 from tinygptv.prompts import parse_boxes, render
-from tinygptv.quant import (Int4Linear, Int8WeightLinear, int4_group, llm_linear_names,
-                            load_quantized)
+from tinygptv.quant import Int4Linear, Int8WeightLinear, int4_group, load_quantized
 from tinygptv.synthetic import STAGE_KINDS, SyntheticDataset
 from tinygptv.tiny_backbones import load_tiny_trained
 from tinygptv.tokenizer import build_inputs
@@ -104,13 +103,8 @@ def gptq_llm(model, samples, stage: int = 4, batch: int = 16):
         for h in hooks:
             h.remove()
         for n, m in lins.items():
-            g = int4_group(m.in_features, m.out_features)
-            q, sz = gptq_int4(m.weight, H.pop(n), g)
-            new = Int4Linear(m.in_features, m.out_features, m.bias is not None, g, device="meta")
-            new.weight_int4 = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 8)
-            new.scales_zeros = sz.to(torch.bfloat16)
-            if m.bias is not None:
-                new.bias = m.bias.detach().to(torch.bfloat16).clone()
+            q, sz = gptq_int4(m.weight, H.pop(n), int4_group(m.in_features, m.out_features))
+            new = Int4Linear.from_int4(q, sz, m.bias)
             parent = layer.get_submodule(n.rpartition(".")[0]) if "." in n else layer
             setattr(parent, n.rpartition(".")[2], new)
         for c in caught:

@@ -227,9 +227,9 @@ def run_bench(out, preset: str = "paper", paths=PATHS, n_new: int = 16, isas=("n
             if pre: target, quantize_s = prequantized_folder(folder, quant, vision, isa)
             if max_load: wait_for_quiet(max_load)
             r = measure_in_subprocess(target, quant, vision, n_new, isa, encodes)
-            r.update(floor_tok_s=bw / (r["llm_weight_bytes"] / 1e9), quantize_s=quantize_s)
-            rows.append(r); print(format_row(r), flush=True)
-            for x in rows: x["floor_tok_s"] = bw / (x["llm_weight_bytes"] / 1e9)
+            rows.append({**r, "quantize_s": quantize_s})
+            for x in rows: x["floor_tok_s"] = bw / (x["llm_weight_bytes"] / 1e9)   # one floor for all
+            print(format_row(rows[-1]), flush=True)
             result = {"preset": preset, "bandwidth_gb_s": bw, "cpu": cpu_features(), "rows": rows}
             (out / "bench.json").write_text(json.dumps(result, indent=1))   # after each path: a run
             (out / "bench.md").write_text(bench_table(result))               # can stop at any time

@@ -149,8 +149,11 @@ class Int4Linear(nn.Module):
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size=128):
-        m = cls(weight.shape[1], weight.shape[0], bias is not None, group_size, device="meta")
-        q, sz = quantize_int4(weight, group_size)
+        return cls.from_int4(*quantize_int4(weight, group_size), bias)
+    @classmethod
+    def from_int4(cls, q: torch.Tensor, sz: torch.Tensor, bias: torch.Tensor | None = None):
+        "The layer of 4-bit values `q` [N, K] and scales and zeros `sz` (`quantize_int4`'s format)."
+        m = cls(q.shape[1], q.shape[0], bias is not None, q.shape[1] // sz.shape[0], device="meta")
         m.weight_int4 = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 8)
         m.scales_zeros = sz.to(torch.bfloat16)
         if bias is not None: m.bias = bias.detach().to(torch.bfloat16).clone()
@@ -163,9 +166,8 @@ class Int4Linear(nn.Module):
         if self.bias is not None: y += self.bias
         return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
-    def extra_repr(self):
-        return (f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, "
-                f"group_size={self.group_size}")
+    def extra_repr(self): return (f"{self.in_features}, {self.out_features}, "
+                                  f"bias={self.bias is not None}, group_size={self.group_size}")
 
 # %% ../nbs/23_quantization.ipynb
 @patch
