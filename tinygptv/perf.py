@@ -21,8 +21,8 @@ from .quant import cpu_features, describe_cpu, is_prequantized
 from .chat import Chat
 
 # %% auto 0
-__all__ = ['ISA_LIMITS', 'PATHS', 'BENCH_COLUMNS', 'RSS_TARGET_GIB', 'random_model_folder', 'peak_rss_gib', 'measure',
-           'llm_weight_bytes', 'copy_bandwidth', 'isa_env', 'measure_in_subprocess', 'prequantized_folder',
+__all__ = ['ISA_LIMITS', 'PATHS', 'PATH_FLAGS', 'BENCH_COLUMNS', 'RSS_TARGET_GIB', 'random_model_folder', 'peak_rss_gib',
+           'measure', 'llm_weight_bytes', 'copy_bandwidth', 'isa_env', 'measure_in_subprocess', 'prequantized_folder',
            'wait_for_quiet', 'parse_paths', 'run_bench', 'format_row', 'bench_table', 'path_label', 'plot_bench',
            'path_choice']
 
@@ -100,16 +100,18 @@ def _prefill_decode(m, q, n_new: int) -> tuple:
 
 # %% ../nbs/26_perf.ipynb
 def measure(folder, quant: str = "none", vision: str = "none", n_new: int = 16, threads=None,
-            encodes: int = 1) -> dict:
+            encodes: int = 1, compile: bool = False) -> dict:
     """Load, encode (`encodes` times), prefill and decode here: times, peak RSS after each phase,
     the CPU and its load. `*_best`: the fastest block or token (a shared machine's CPU, when
-    free)."""
+    free). `compile`: the decode step compiled (`Chat.load`'s), its compiling timed apart
+    (`compile_s`, two tokens' worth of a first question) and counted in the first answer."""
     if threads: torch.set_num_threads(threads)
     r = {"quant": quant, "vision": vision, "prequantized": is_prequantized(folder),
          "cpu": cpu_features(), "threads": torch.get_num_threads(),
          "loadavg_start": os.getloadavg()[0], "rss_start_gib": peak_rss_gib()}
     t = time.time()
-    chat = Chat.load(folder, device="cpu", quant=quant, vision=vision, merge_lora=True)
+    chat = Chat.load(folder, device="cpu", quant=quant, vision=vision, merge_lora=True,
+                     compile=compile)
     m = chat.model; r["load_s"], r["rss_load_gib"] = time.time() - t, peak_rss_gib()
     hd = type(m.llm.lm_head)
     r.update(llm_dtype=_dt(m.llm.get_input_embeddings().weight),
@@ -118,11 +120,17 @@ def measure(folder, quant: str = "none", vision: str = "none", n_new: int = 16, 
     with torch.no_grad():
         px = preprocess_images(draw_scene(make_scene(0)), m.image_size)
         q, r["encode_s"], r["encode_best_s"] = _timed_encode(m, px, encodes)
+    t = time.time()
+    if compile: _prefill_decode(m, q, 2)
+    step = getattr(m.llm, "lean_step", None)
+    r.update(compile_s=time.time() - t if compile else 0.0, compiled=bool(step and step.compiled),
+             decode_step="transformers" if step is None else "LeanDecode")
     n_prompt, r["prefill_s"], per = _prefill_decode(m, q, n_new)
     r["decode_s"], r["decode_best_tok_s"] = sum(per), 1 / min(per)
     r.update(prefill_tok_s=n_prompt / r["prefill_s"], decode_tok_s=n_new / r["decode_s"],
              n_new=n_new, prompt_tokens=n_prompt, rss_peak_gib=peak_rss_gib(),
-             first_answer_s=r["load_s"] + r["encode_s"] + r["prefill_s"] + r["decode_s"],
+             first_answer_s=r["load_s"] + r["encode_s"] + r["compile_s"] + r["prefill_s"]
+             + r["decode_s"],
              llm_weight_bytes=llm_weight_bytes(m), loadavg_end=os.getloadavg()[0])
     return r
 
@@ -170,9 +178,9 @@ def _run_child(code: str, isa: str, what: str):
 
 # %% ../nbs/26_perf.ipynb
 def measure_in_subprocess(folder, quant: str, vision: str = "none", n_new: int = 16,
-                          isa: str = "native", encodes: int = 1) -> dict:
+                          isa: str = "native", encodes: int = 1, compile: bool = False) -> dict:
     "`measure` in a fresh Python process limited to `isa` (its peak RSS is this path's alone)."
-    args = f"{str(folder)!r}, {quant!r}, {vision!r}, {n_new}, encodes={encodes}"
+    args = f"{str(folder)!r}, {quant!r}, {vision!r}, {n_new}, encodes={encodes}, compile={compile}"
     code = f"import json, tinygptv.perf as b; print('RESULT' + json.dumps(b.measure({args})))"
     r = _run_child(code, isa, f"benchmark of quant={quant} vision={vision} ({isa})")
     return {**r, "isa": isa}
@@ -197,14 +205,17 @@ def wait_for_quiet(max_load: float = 1.2, timeout_s: float = 1800, poll_s: float
 
 # %% ../nbs/26_perf.ipynb
 PATHS = [("none", "none"), ("none", "stream"), ("8bit", "8bit"), ("4bit", "4bit"),
-         ("int8-dynamic", "int8"), ("int4", "int8"), ("int4", "int8", "pre")]
+         ("int8-dynamic", "int8"), ("int4", "int8"), ("int4", "int8", "pre"),
+         ("int4", "int8", "pre", "compile")]
+PATH_FLAGS = ("pre", "compile")     # a pre-quantized folder; the decode step compiled
 
 def parse_paths(text: str) -> list[tuple]:
-    "`QUANT:VISION[:pre],...` (the `--paths` option) as paths."
+    "`QUANT:VISION[:pre][:compile],...` (the `--paths` option) as paths."
     paths = [tuple(x.split(":")) for x in text.split(",") if x]
-    if not paths or not all(len(x) == 2 or (len(x) == 3 and x[2] == "pre") for x in paths):
-        raise ValueError(f"--paths: expected QUANT:VISION or QUANT:VISION:pre, comma-separated "
-                         f"(e.g. 4bit:4bit,int4:int8:pre); got {text!r}")
+    if not paths or not all(len(x) >= 2 and set(x[2:]) <= set(PATH_FLAGS)
+                            and len(set(x[2:])) == len(x[2:]) for x in paths):
+        raise ValueError(f"--paths: expected QUANT:VISION, then :pre and/or :compile if wanted, "
+                         f"comma-separated (e.g. 4bit:4bit,int4:int8:pre:compile); got {text!r}")
     return paths
 
 # %% ../nbs/26_perf.ipynb
@@ -222,11 +233,12 @@ def run_bench(out, preset: str = "paper", paths=PATHS, n_new: int = 16, isas=("n
     bw = max(copy_bandwidth(), prev.get("bandwidth_gb_s", 0))   # a floor: the best ever measured
     rows = prev["rows"]
     for isa in isas:
-        for quant, vision, *pre in paths:
+        for quant, vision, *flags in paths:
             target, quantize_s = (folder, None)
-            if pre: target, quantize_s = prequantized_folder(folder, quant, vision, isa)
+            if "pre" in flags: target, quantize_s = prequantized_folder(folder, quant, vision, isa)
             if max_load: wait_for_quiet(max_load)
-            r = measure_in_subprocess(target, quant, vision, n_new, isa, encodes)
+            r = measure_in_subprocess(target, quant, vision, n_new, isa, encodes,
+                                      compile="compile" in flags)
             rows.append({**r, "quantize_s": quantize_s})
             for x in rows: x["floor_tok_s"] = bw / (x["llm_weight_bytes"] / 1e9)   # one floor for all
             print(format_row(rows[-1]), flush=True)
@@ -242,7 +254,8 @@ def format_row(r: dict) -> str:
                                                                                  r.get("head"))
     phi = r["llm_dtype"] + (f", lm_head {head}" if head else "")
     cpu = "all" if r.get("isa", "native") == "native" else r["isa"].upper() + " only"
-    folder = "pre-quantized" if r.get("prequantized") else "plain"
+    folder = ("pre-quantized" if r.get("prequantized") else "plain") + (
+        f", compiled ({r['compile_s']:.0f} s)" if r.get("compiled") else "")
     return (f"| {r['quant']} | {r['vision']} | {folder} | {cpu} | {phi} / {r['vision_dtype']} | "
             f"{r['load_s']:.1f} | {r['rss_load_gib']:.2f} | {r['rss_peak_gib']:.2f} | "
             f"{r['encode_s']:.2f} ({r['encode_best_s']:.2f}) | {r['prefill_tok_s']:.1f} | "
@@ -269,9 +282,9 @@ def bench_table(result) -> str:
 RSS_TARGET_GIB = 3.5        # issue 23: the whole model, loaded and one 448-px question asked
 
 def path_label(r: dict) -> str:
-    "A bench row's path: `quant / vision / pre|plain / isa`."
-    return " / ".join([r["quant"], r["vision"], "pre" if r.get("prequantized") else "plain",
-                       r.get("isa", "native")])
+    "A bench row's path: `quant / vision / pre|plain[, compiled] / isa`."
+    folder = ("pre" if r.get("prequantized") else "plain") + (", compiled" if r.get("compiled") else "")
+    return " / ".join([r["quant"], r["vision"], folder, r.get("isa", "native")])
 
 def _floor_marks(ax, rows, y):
     "Each row's bandwidth floor as a `|`; floors far beyond the bars are drawn at the edge (`>`)."

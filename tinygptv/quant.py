@@ -34,9 +34,10 @@ def _bnb():
 # %% auto 0
 __all__ = ['log', 'INT4_LAYOUTS', 'QUANT_MODES', 'VISION_MODES', 'ACTIVATION_HEAP', 'PREQUANT_FILE', 'ALIGN', 'cpu_features',
            'describe_cpu', 'cpu_dtype', 'int4_group', 'quantize_int4', 'int4_layout', 'unpack_int4', 'repack_int4',
-           'Int4Linear', 'Int8Linear', 'Int8WeightLinear', 'quantized_linear', 'llm_linear_names', 'release_memory',
-           'prefer_mmap', 'heap_for_activations', 'quantize_vision', 'StreamedBlocks', 'is_prequantized',
-           'load_quantized', 'save_quantized', 'load_prequantized', 'quantize_folder']
+           'Int4Linear', 'Int8Linear', 'Int8WeightLinear', 'quantized_linear', 'llm_linear_names', 'rotation_matrix',
+           'LeanDecode', 'lean_decode', 'release_memory', 'prefer_mmap', 'heap_for_activations', 'quantize_vision',
+           'StreamedBlocks', 'is_prequantized', 'load_quantized', 'save_quantized', 'load_prequantized',
+           'quantize_folder']
 
 # %% ../nbs/23_quantization.ipynb
 _SLOW_BF16_ISA = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
@@ -320,6 +321,148 @@ def _parent(model, name):
     return model.get_submodule(p), child
 
 # %% ../nbs/23_quantization.ipynb
+import functools
+import torch.nn.functional as F
+from transformers import DynamicCache
+from transformers.modeling_outputs import CausalLMOutputWithPast
+from .phi import TinyGPTVPhiForCausalLM
+
+def _linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    "`layer(x)` for a 2-d `x`; an `Int4Linear` straight through torch's kernel."
+    if type(layer) is Int4Linear:
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), layer.weight_int4,
+                                                       layer.group_size, layer.scales_zeros)
+        return y if layer.bias is None else y.add_(layer.bias)
+    return layer(x)
+
+def rotation_matrix(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The rotary embedding as a matrix: `x[..., :n_rot] @ R` is transformers'
+    `x * cos + rotate_half(x) * sin`. `cos`, `sin` [B, 1, n_rot] -> R [B, 1, n_rot, n_rot]."""
+    B, _, nr = cos.shape
+    h, i = nr // 2, torch.arange(nr // 2, device=cos.device)
+    R = cos.new_zeros(B, 1, nr, nr)
+    R[..., i, i], R[..., i + h, i + h] = cos[..., :h], cos[..., h:]
+    R[..., i + h, i], R[..., i, i + h] = -sin[..., :h], sin[..., h:]
+    return R
+
+def _kv_room(layer, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A cache layer's keys and values as float32 buffers [B, H, capacity, head_dim] with room for
+    position `n`: `GrowingLayer`'s own when they are float32 and long enough, else new ones (twice
+    the length) holding the `n` cached positions."""
+    kb, keys = getattr(layer, "_kb", None), layer.keys
+    ours = (kb is not None and kb.dtype == torch.float32 and keys.data_ptr() == kb.data_ptr()
+            and keys.shape[:-2] == kb.shape[:-2] and keys.stride() == kb.stride())
+    if not ours or n >= kb.shape[-2]:
+        shape = (*keys.shape[:-2], max(2 * (n + 1), 64), keys.shape[-1])
+        layer._kb, layer._vb = (keys.new_empty(shape, dtype=torch.float32) for _ in range(2))
+        layer._kb[..., :n, :], layer._vb[..., :n, :] = keys, layer.values
+    return layer._kb, layer._vb
+
+# %% ../nbs/23_quantization.ipynb
+class LeanDecode:
+    """A generation step of TinyGPT-V's Phi (one new token per row after a prefill) in plain torch
+    calls: transformers' maths without its per-token overhead. Norm weights are copied in float32
+    when it is made: make it again after changing them. `compile=True`: through `torch.compile`
+    (a C++ compiler needed; without one, a warning and the plain step)."""
+    def __init__(self, llm, compile: bool = False):
+        if hasattr(llm, "get_base_model"): llm = llm.get_base_model()     # peft's wrapper
+        mdl, cfg, a = llm.model, llm.config, llm.model.layers[0].self_attn
+        self.llm, self.dtype = llm, llm.get_input_embeddings().weight.dtype
+        self.heads, self.head_dim, self.n_rot = cfg.num_attention_heads, a.head_dim, a.rotary_ndims
+        self.scale, self.eps, self.rms_eps = a.scaling, cfg.layer_norm_eps, cfg.rms_norm_eps
+        self.tanh_gelu = cfg.hidden_act in ("gelu_new", "gelu_pytorch_tanh")
+        f32 = lambda n, c=1.0: (n.weight.detach().float() * c, n.bias.detach().float() * c)
+        self.layers = []
+        for L in mdl.layers:
+            at, post = L.self_attn, getattr(L, "post_layernorm", None)
+            qk = ((f32(at.q_layernorm, self.scale), f32(at.k_layernorm)) if at.qk_layernorm
+                  else (None, None))
+            self.layers.append((f32(L.input_layernorm), *qk,
+                                None if post is None else post.weight.detach().float(), at, L.mlp))
+        self.final = f32(mdl.final_layernorm)
+        self.compiled = compile
+        self.core = torch.compile(self._layers, dynamic=True) if compile else self._layers
+
+    def applies(self, input_ids=None, inputs_embeds=None, attention_mask=None, past_key_values=None,
+                labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                **kw) -> bool:
+        "Whether a call of the LLM with these arguments is a step this class takes."
+        x, c = input_ids if input_ids is not None else inputs_embeds, past_key_values
+        return (x is not None and x.shape[1] == 1 and labels is None and use_cache is not False
+                and not torch.is_grad_enabled() and not self.llm.training
+                and not output_attentions and not output_hidden_states
+                and (attention_mask is None or attention_mask.dim() == 2)
+                and isinstance(c, DynamicCache) and len(c.layers) == len(self.layers)
+                and all(l.is_initialized and l.keys.numel() for l in c.layers))
+
+# %% ../nbs/23_quantization.ipynb
+@patch
+def _layers(self: LeanDecode, h, R, bias, kv, n: int):
+    """Logits [B, 1, V] for hidden states `h` [B, 1, D] (float32) at cache position `n`; `R` the
+    rotation, `bias` [B, 1, 1, n + 1] the mask, `kv` each layer's key and value buffers."""
+    B, D, H, hd, nr, dt = h.shape[0], h.shape[-1], self.heads, self.head_dim, self.n_rot, self.dtype
+    for (ln, qln, kln, post, attn, mlp), (K, V) in zip(self.layers, kv):
+        x = F.layer_norm(h, (D,), *ln, self.eps).view(B, D).to(dt)
+        q = _linear(attn.q_proj, x).view(B, H, 1, hd).float()
+        k = _linear(attn.k_proj, x).view(B, H, 1, hd).float()
+        if qln is None: q = q * self.scale
+        else: q, k = F.layer_norm(q, (hd,), *qln, self.eps), F.layer_norm(k, (hd,), *kln, self.eps)
+        q = torch.cat([q[..., :nr] @ R, q[..., nr:]], -1)
+        K[:, :, n:n + 1] = torch.cat([k[..., :nr] @ R, k[..., nr:]], -1)
+        V[:, :, n:n + 1] = _linear(attn.v_proj, x).view(B, H, 1, hd)
+        w = (q @ K[:, :, :n + 1].transpose(-1, -2) + bias).softmax(-1)
+        o = _linear(attn.dense, (w @ V[:, :, :n + 1]).view(B, D).to(dt)).float()
+        if post is not None: o = F.rms_norm(o, (D,), post, self.rms_eps)
+        f = _linear(mlp.fc1, x)
+        f = F.gelu(f, approximate="tanh") if self.tanh_gelu else mlp.activation_fn(f)
+        h = h + o.view(B, 1, D) + _linear(mlp.fc2, f).view(B, 1, D).float()
+    return self.llm.lm_head(F.layer_norm(h, (D,), *self.final, self.eps).to(dt))
+
+# %% ../nbs/23_quantization.ipynb
+@patch
+def __call__(self: LeanDecode, input_ids=None, inputs_embeds=None, attention_mask=None,
+             position_ids=None, past_key_values=None, **kw) -> CausalLMOutputWithPast:
+    "The step, called as the LLM is (`applies` says when)."
+    mdl, cache = self.llm.model, past_key_values
+    with torch.autocast("cpu", enabled=False):       # its casts are made here, once
+        h = (mdl.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds).float()
+        B, n = h.shape[0], cache.layers[0].keys.shape[-2]
+        if position_ids is None: position_ids = torch.full((B, 1), n, device=h.device)
+        R = rotation_matrix(*(t.float() for t in mdl.rotary_emb(h, position_ids=position_ids)))
+        bias = h.new_zeros(B, 1, 1, n + 1)
+        if attention_mask is not None:
+            bias.masked_fill_(attention_mask[:, None, None, -(n + 1):] == 0, float("-inf"))
+        kv = [_kv_room(l, n) for l in cache.layers]
+        try: logits = self.core(h, R, bias, kv, n)
+        except Exception as e:                        # no C++ compiler, an op inductor lacks
+            if not self.compiled: raise
+            log.warning(f"torch.compile failed ({type(e).__name__}: {str(e)[:300]}); "
+                        "decoding without it")
+            self.core, self.compiled = self._layers, False
+            logits = self.core(h, R, bias, kv, n)
+        for l, (kb, vb) in zip(cache.layers, kv):
+            l.keys, l.values = kb[..., :n + 1, :], vb[..., :n + 1, :]
+    return CausalLMOutputWithPast(logits=logits, past_key_values=cache)
+
+# %% ../nbs/23_quantization.ipynb
+_phi_forward = TinyGPTVPhiForCausalLM.forward
+
+@functools.wraps(_phi_forward)                       # generate reads the signature
+def _forward(self, *args, **kw):
+    step = self.__dict__.get("lean_step")
+    if step is not None and not args and step.applies(**kw): return step(**kw)
+    return _phi_forward(self, *args, **kw)
+
+TinyGPTVPhiForCausalLM.forward = _forward
+
+def lean_decode(llm, on: bool = True, compile: bool = False) -> LeanDecode | None:
+    """Route `llm`'s one-token steps through a `LeanDecode` (`on=False`: transformers' forward for
+    every call again); the step, or None."""
+    if hasattr(llm, "get_base_model"): llm = llm.get_base_model()
+    llm.__dict__["lean_step"] = LeanDecode(llm, compile) if on else None
+    return llm.__dict__["lean_step"]
+
+# %% ../nbs/23_quantization.ipynb
 def _vision_blocks(model: TinyGPTV) -> list[str]:
     "Module names of the ViT's blocks and the Q-Former's layers: what `vision=` quantizes, in turn."
     return ([f"visual_encoder.blocks.{i}" for i in range(len(model.visual_encoder.blocks))]
@@ -512,7 +655,8 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     `quantize_head`: `lm_head` quantized too (default: yes for `int4` and `int8-dynamic`, no for
     bitsandbytes, as transformers does). `group_size`: `int4`'s. `vision` (`int8`, `8bit`, `4bit`):
     each ViT block and Q-Former layer is read and quantized before the next is read; `stream`: the
-    ViT's blocks stay in the file, each read when it runs (`StreamedBlocks`)."""
+    ViT's blocks stay in the file, each read when it runs (`StreamedBlocks`). On the CPU, the
+    generation steps go through `LeanDecode`."""
     if is_prequantized(path): return load_prequantized(path, device, quant, vision)
     if quant not in QUANT_MODES:
         raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}; got {quant!r}")
@@ -536,6 +680,7 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
                  has_adapter, keep_lora)
     _with_tokenizer(model, path); release_memory()
     if not {quant, vision} & {"8bit", "4bit"}: heap_for_activations()   # bitsandbytes dequantizes
+    if torch.device(device).type == "cpu": lean_decode(model.llm)
     return model.train(False).requires_grad_(False)
 
 # %% ../nbs/23_quantization.ipynb
@@ -716,6 +861,7 @@ def load_prequantized(path, device="cpu", quant: str | None = None, vision: str 
     heap_for_activations()
     log.info(f"{path}: pre-quantized (Phi-2 {info['quant']}, vision {info['vision']}), "
              f"memory-mapped; the vision side in {_dt(vdtype)}")
+    lean_decode(model.llm)
     return model.train(False).requires_grad_(False)
 
 # %% ../nbs/23_quantization.ipynb
