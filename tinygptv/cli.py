@@ -19,7 +19,7 @@ from .tiny_backbones import pretrain_tiny_backbones
 from .recipe import run_tiny
 from .chat import Chat
 from .benchmarks import BENCHMARKS, SYNTH_BENCHES, bench_names, evaluate, scoring_modes
-from .perf import PATHS, parse_paths, run_bench
+from .perf import PATHS, bench_table, parse_paths, run_bench
 from .quant import QUANT_MODES, VISION_MODES, is_prequantized, quantize_folder
 from .demo import serve_demo
 
@@ -243,8 +243,10 @@ def _chat(args):
 def _bench_args(bn):
     bn.add_argument("--preset", choices=["tiny", "paper"], default="paper",
                     help="model sizes (random weights)")
-    bn.add_argument("--out", required=True, metavar="DIR",
+    bn.add_argument("--out", metavar="DIR",
                     help="folder for the random model (written once) and bench.json / bench.md")
+    bn.add_argument("--table", metavar="JSON",
+                    help="print the table of a run's bench.json (the README's) and measure nothing")
     bn.add_argument("--n-new", type=int, default=16, metavar="N", help="tokens to decode per path")
     bn.add_argument("--paths", metavar="QUANT:VISION[:pre][:compile],...",
                     help="the paths to measure; pre: from a pre-quantized folder (written once "
@@ -261,6 +263,8 @@ def _bench_args(bn):
          "inference memory and speed per quantization path, random weights of the preset's sizes",
          _bench_args)
 def _bench(args):
+    if args.table: print(bench_table(args.table)); return 0
+    if not args.out: raise ValueError("--out DIR is needed to measure (or --table JSON to print)")
     paths = parse_paths(args.paths) if args.paths else PATHS
     run_bench(args.out, args.preset, paths=paths, n_new=args.n_new,
               isas=tuple(args.isa.split(",")), max_load=args.max_load, append=args.append)

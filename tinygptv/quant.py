@@ -328,11 +328,13 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from .phi import TinyGPTVPhiForCausalLM
 
 def _linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    "`layer(x)` for a 2-d `x`; an `Int4Linear` straight through torch's kernel."
+    """`layer(x)` for a 2-d `x`, cast to a plain layer's dtype; an `Int4Linear` straight through
+    torch's kernel."""
     if type(layer) is Int4Linear:
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), layer.weight_int4,
                                                        layer.group_size, layer.scales_zeros)
         return y if layer.bias is None else y.add_(layer.bias)
+    if type(layer) is nn.Linear: return F.linear(x.to(layer.weight.dtype), layer.weight, layer.bias)
     return layer(x)
 
 def rotation_matrix(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -367,7 +369,7 @@ class LeanDecode:
     def __init__(self, llm, compile: bool = False):
         if hasattr(llm, "get_base_model"): llm = llm.get_base_model()     # peft's wrapper
         mdl, cfg, a = llm.model, llm.config, llm.model.layers[0].self_attn
-        self.llm, self.dtype = llm, llm.get_input_embeddings().weight.dtype
+        self.llm = llm
         self.heads, self.head_dim, self.n_rot = cfg.num_attention_heads, a.head_dim, a.rotary_ndims
         self.scale, self.eps, self.rms_eps = a.scaling, cfg.layer_norm_eps, cfg.rms_norm_eps
         self.tanh_gelu = cfg.hidden_act in ("gelu_new", "gelu_pytorch_tanh")
@@ -383,17 +385,25 @@ class LeanDecode:
         self.compiled = compile
         self.core = torch.compile(self._layers, dynamic=True) if compile else self._layers
 
-    def applies(self, input_ids=None, inputs_embeds=None, attention_mask=None, past_key_values=None,
-                labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                **kw) -> bool:
-        "Whether a call of the LLM with these arguments is a step this class takes."
-        x, c = input_ids if input_ids is not None else inputs_embeds, past_key_values
-        return (x is not None and x.shape[1] == 1 and labels is None and use_cache is not False
-                and not torch.is_grad_enabled() and not self.llm.training
-                and not output_attentions and not output_hidden_states
-                and (attention_mask is None or attention_mask.dim() == 2)
-                and isinstance(c, DynamicCache) and len(c.layers) == len(self.layers)
-                and all(l.is_initialized and l.keys.numel() for l in c.layers))
+    @property
+    def dtype(self) -> torch.dtype:
+        "The LLM's: what its layers take (read at each step: the model may have been cast)."
+        return self.llm.get_input_embeddings().weight.dtype
+
+
+# %% ../nbs/23_quantization.ipynb
+@patch
+def applies(self: LeanDecode, input_ids=None, inputs_embeds=None, attention_mask=None, past_key_values=None,
+            labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+            **kw) -> bool:
+    "Whether a call of the LLM with these arguments is a step this class takes."
+    x, c = input_ids if input_ids is not None else inputs_embeds, past_key_values
+    return (x is not None and x.shape[1] == 1 and labels is None and use_cache is not False
+            and not torch.is_grad_enabled() and not self.llm.training
+            and not output_attentions and not output_hidden_states
+            and (attention_mask is None or attention_mask.dim() == 2)
+            and isinstance(c, DynamicCache) and len(c.layers) == len(self.layers)
+            and all(l.is_initialized and l.keys.numel() for l in c.layers))
 
 # %% ../nbs/23_quantization.ipynb
 @patch
@@ -654,9 +664,8 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     float32; a float32 file stays float32), float32 with bitsandbytes; `dtype` on a GPU.
     `quantize_head`: `lm_head` quantized too (default: yes for `int4` and `int8-dynamic`, no for
     bitsandbytes, as transformers does). `group_size`: `int4`'s. `vision` (`int8`, `8bit`, `4bit`):
-    each ViT block and Q-Former layer is read and quantized before the next is read; `stream`: the
-    ViT's blocks stay in the file, each read when it runs (`StreamedBlocks`). On the CPU, the
-    generation steps go through `LeanDecode`."""
+    each ViT block and Q-Former layer is read and quantized before the next; `stream`: the ViT's
+    blocks stay in the file, each read when it runs (`StreamedBlocks`). CPU: `LeanDecode` steps."""
     if is_prequantized(path): return load_prequantized(path, device, quant, vision)
     if quant not in QUANT_MODES:
         raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}; got {quant!r}")
@@ -670,8 +679,7 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     dtype, vision_dtype = _pick_dtypes(quant, vision, device, file_dtype, dtype, vision_dtype)
     if quantize_head is None: quantize_head = quant in ("int8-dynamic", "int4")
     cfg.frozen_dtype = _dt(dtype)                  # the meta model's dtypes: what loading casts to
-    keep_lora = has_adapter and not merge_lora
-    model = empty_model(cfg, None)
+    keep_lora, model = has_adapter and not merge_lora, empty_model(cfg, None)
     for m in (model.llama_proj, model.llama_proj2): m.to(dtype)
     _vision_to(model, vision_dtype)
     if keep_lora: model.add_lora()
