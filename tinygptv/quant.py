@@ -393,9 +393,9 @@ class LeanDecode:
 
 # %% ../nbs/23_quantization.ipynb
 @patch
-def applies(self: LeanDecode, input_ids=None, inputs_embeds=None, attention_mask=None, past_key_values=None,
-            labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-            **kw) -> bool:
+def applies(self: LeanDecode, input_ids=None, inputs_embeds=None, attention_mask=None,
+            past_key_values=None, labels=None, use_cache=None, output_attentions=None,
+            output_hidden_states=None, **kw) -> bool:
     "Whether a call of the LLM with these arguments is a step this class takes."
     x, c = input_ids if input_ids is not None else inputs_embeds, past_key_values
     return (x is not None and x.shape[1] == 1 and labels is None and use_cache is not False
