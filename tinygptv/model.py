@@ -200,19 +200,28 @@ class GrowingLayer(DynamicLayer):
     """A `DynamicLayer` whose keys and values are views of buffers with room to grow: appending
     writes in place (a copy only when the buffer doubles). A cache replaced from outside (beam
     search's reordering, a batch selection) is taken over as it is."""
+    def room(self, like: torch.Tensor, dtype: torch.dtype | None = None):
+        """The key and value buffers [B, H, capacity, D], holding the cached positions (`keys` and
+        `values` are views of them), with room for `like`'s after them: new ones, twice as long,
+        if there is none, if the cache was replaced from outside, or to hold another `dtype`."""
+        kb, n, add = self._kb, self.keys.shape[-2] if self.keys.numel() else 0, like.shape[-2]
+        ours = kb is not None and self.keys.data_ptr() == kb.data_ptr() and \
+               self.keys.shape[:-2] == like.shape[:-2] and self.keys.stride() == kb.stride()
+        if not ours or n + add > kb.shape[-2] or dtype not in (None, kb.dtype):
+            shape = (*like.shape[:-2], max(2 * (n + add), 64), like.shape[-1])
+            self._kb, self._vb = (like.new_empty(shape, dtype=dtype) for _ in range(2))
+            if n: self._kb[..., :n, :].copy_(self.keys); self._vb[..., :n, :].copy_(self.values)
+            self.keys, self.values = self._kb[..., :n, :], self._vb[..., :n, :]
+        return self._kb, self._vb
+
     def update(self, key_states, value_states, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
             self._kb = self._vb = None
-        kb, n, add = self._kb, self.keys.shape[-2] if self.keys.numel() else 0, key_states.shape[-2]
-        ours = kb is not None and self.keys.data_ptr() == kb.data_ptr() and \
-               self.keys.shape[:-2] == key_states.shape[:-2] and self.keys.stride() == kb.stride()
-        if not ours or n + add > kb.shape[-2]:
-            shape = (*key_states.shape[:-2], max(2 * (n + add), 64), key_states.shape[-1])
-            self._kb, self._vb = key_states.new_empty(shape), value_states.new_empty(shape)
-            if n: self._kb[..., :n, :].copy_(self.keys); self._vb[..., :n, :].copy_(self.values)
-        self._kb[..., n:n + add, :].copy_(key_states); self._vb[..., n:n + add, :].copy_(value_states)
-        self.keys, self.values = self._kb[..., :n + add, :], self._vb[..., :n + add, :]
+        n, add = self.keys.shape[-2] if self.keys.numel() else 0, key_states.shape[-2]
+        kb, vb = self.room(key_states)
+        kb[..., n:n + add, :].copy_(key_states); vb[..., n:n + add, :].copy_(value_states)
+        self.keys, self.values = kb[..., :n + add, :], vb[..., :n + add, :]
         return self.keys, self.values
 
 class GrowingCache(DynamicCache):

@@ -160,11 +160,12 @@ class Int4Linear(nn.Module):
         if bias is not None: m.bias = bias.detach().to(torch.bfloat16).clone()
         return m
 
+    def mm(self, x2: torch.Tensor) -> torch.Tensor:   # [M, in] -> [M, out] in bf16, with the bias
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x2.to(torch.bfloat16).contiguous(), self.weight_int4, self.group_size, self.scales_zeros)
+        return y if self.bias is None else y.add_(self.bias)
     def forward(self, x):
-        x2 = x.reshape(-1, self.in_features).to(torch.bfloat16).contiguous()
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight_int4, self.group_size,
-                                                      self.scales_zeros)
-        if self.bias is not None: y += self.bias
+        y = self.mm(x.reshape(-1, self.in_features))
         return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self): return (f"{self.in_features}, {self.out_features}, "
@@ -323,17 +324,13 @@ def _parent(model, name):
 # %% ../nbs/23_quantization.ipynb
 import functools
 import torch.nn.functional as F
-from transformers import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from .phi import TinyGPTVPhiForCausalLM
+from .model import GrowingCache
 
 def _linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`layer(x)` for a 2-d `x`, cast to a plain layer's dtype; an `Int4Linear` straight through
-    torch's kernel."""
-    if type(layer) is Int4Linear:
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), layer.weight_int4,
-                                                       layer.group_size, layer.scales_zeros)
-        return y if layer.bias is None else y.add_(layer.bias)
+    "`layer(x)` for a 2-d `x`, cast to a plain layer's dtype; an `Int4Linear` without reshapes."
+    if type(layer) is Int4Linear: return layer.mm(x)
     if type(layer) is nn.Linear: return F.linear(x.to(layer.weight.dtype), layer.weight, layer.bias)
     return layer(x)
 
@@ -347,18 +344,6 @@ def rotation_matrix(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     R[..., i + h, i], R[..., i, i + h] = -sin[..., :h], sin[..., h:]
     return R
 
-def _kv_room(layer, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A cache layer's keys and values as float32 buffers [B, H, capacity, head_dim] with room for
-    position `n`: `GrowingLayer`'s own when they are float32 and long enough, else new ones (twice
-    the length) holding the `n` cached positions."""
-    kb, keys = getattr(layer, "_kb", None), layer.keys
-    ours = (kb is not None and kb.dtype == torch.float32 and keys.data_ptr() == kb.data_ptr()
-            and keys.shape[:-2] == kb.shape[:-2] and keys.stride() == kb.stride())
-    if not ours or n >= kb.shape[-2]:
-        shape = (*keys.shape[:-2], max(2 * (n + 1), 64), keys.shape[-1])
-        layer._kb, layer._vb = (keys.new_empty(shape, dtype=torch.float32) for _ in range(2))
-        layer._kb[..., :n, :], layer._vb[..., :n, :] = keys, layer.values
-    return layer._kb, layer._vb
 
 # %% ../nbs/23_quantization.ipynb
 class LeanDecode:
@@ -402,7 +387,7 @@ def applies(self: LeanDecode, input_ids=None, inputs_embeds=None, attention_mask
             and not torch.is_grad_enabled() and not self.llm.training
             and not output_attentions and not output_hidden_states
             and (attention_mask is None or attention_mask.dim() == 2)
-            and isinstance(c, DynamicCache) and len(c.layers) == len(self.layers)
+            and isinstance(c, GrowingCache) and len(c.layers) == len(self.layers)
             and all(l.is_initialized and l.keys.numel() for l in c.layers))
 
 # %% ../nbs/23_quantization.ipynb
@@ -442,7 +427,7 @@ def __call__(self: LeanDecode, input_ids=None, inputs_embeds=None, attention_mas
         bias = h.new_zeros(B, 1, 1, n + 1)
         if attention_mask is not None:
             bias.masked_fill_(attention_mask[:, None, None, -(n + 1):] == 0, float("-inf"))
-        kv = [_kv_room(l, n) for l in cache.layers]
+        kv = [l.room(l.keys[..., :1, :], torch.float32) for l in cache.layers]   # float32 K, V
         try: logits = self.core(h, R, bias, kv, n)
         except Exception as e:                        # no C++ compiler, an op inductor lacks
             if not self.compiled: raise
