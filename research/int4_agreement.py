@@ -10,7 +10,10 @@ Phi-2's layers rounded by GPTQ (Frantar et al. 2022: each column's rounding erro
 columns not yet rounded, weighted by the inverse Hessian of the layer's inputs, here 256 questions
 with their answers from the train split, 32 per stage-4 kind; layer by layer, each layer calibrated
 on the outputs of the layers already rounded), with three calibration sets, with lm_head int8 or
-kept. About three minutes on 2 CPU cores.
+kept. The rest measure how fragile the answers are: Phi-2 in int8 weight-only everywhere (twice
+int4's bits), and full precision with Gaussian noise added to every Phi-2 weight at five sizes
+(0.002 to 0.08 of each row's standard deviation, two draws each; int4's rounding error is about
+0.08, written to results/int4_error.json). About four minutes on 2 CPU cores.
 
     python research/int4_agreement.py
 """
@@ -25,7 +28,8 @@ from torch import nn
 from tinygptv.evaluation import GenerationSettings, answer_questions, box_iou
 from tinygptv.phi import TinyGPTVPhiDecoderLayer
 from tinygptv.prompts import parse_boxes, render
-from tinygptv.quant import Int4Linear, Int8WeightLinear, int4_group, load_quantized
+from tinygptv.quant import (Int4Linear, Int8WeightLinear, _parent, int4_group, llm_linear_names,
+                            load_quantized)
 from tinygptv.synthetic import STAGE_KINDS, SyntheticDataset
 from tinygptv.tiny_backbones import load_tiny_trained
 from tinygptv.tokenizer import build_inputs
@@ -137,14 +141,73 @@ def gptq_model(folder, seed: int, head: str):
     return m
 
 
+def int8_everywhere(folder):
+    "Phi-2's decoder layers and lm_head int8 weight-only (a scale per output), computed in bf16."
+    m = load_quantized(folder, "none", vision="int8")
+    for n in llm_linear_names(m) + ["llm.lm_head"]:
+        lin, (parent, child) = m.get_submodule(n), _parent(m, n)
+        setattr(parent, child, Int8WeightLinear.from_float(lin.weight, lin.bias))
+    for part in (m.llm, m.llama_proj, m.llama_proj2): part.to(torch.bfloat16)
+    return m
+
+
+def int4_error(folder) -> float:
+    "RMS of the int4 rounding error of Phi-2's decoder-layer weights, over their standard deviation."
+    m, err, var = load_quantized(folder, "none"), 0.0, 0.0
+    for n in llm_linear_names(m):
+        w = m.get_submodule(n).weight.detach()
+        g = int4_group(w.shape[1], w.shape[0])
+        back = Int4Linear.from_float(w, None, g)(torch.eye(w.shape[1])).float().T   # dequantized
+        err, var = err + (back - w).pow(2).mean().item(), var + w.var().item()
+    return (err / var) ** 0.5
+
+
+def noisy(folder, rel: float, draws=(0, 1)):
+    """Full precision (float32) with Gaussian noise added to every weight of Phi-2's linear layers
+    and lm_head, `rel` times each row's standard deviation: one model per draw."""
+    out = []
+    for seed in draws:
+        m, g = load_quantized(folder, "none"), torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for n in llm_linear_names(m) + ["llm.lm_head"]:
+                w = m.get_submodule(n).weight
+                w.add_(rel * w.std(1, keepdim=True) * torch.randn(w.shape, generator=g))
+        out.append(m)
+    return out
+
+
+def int4_float32(folder):
+    """Phi-2 int4 (round-to-nearest) with its products in float32 (torch's int4 kernel takes float32
+    too, slowly: a reference), lm_head and the vision side float32: int4's rounding alone."""
+    m = load_quantized(folder, "int4", dtype=torch.float32, quantize_head=False)
+
+    def mm(self, x2):
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x2.float().contiguous(), self.weight_int4, self.group_size, self.scales_zeros.float())
+        return y if self.bias is None else y + self.bias.float()
+
+    for mod in m.modules():
+        if isinstance(mod, Int4Linear): mod.mm = mm.__get__(mod)
+    return m
+
+
+NOISE = (0.002, 0.008, 0.02, 0.04, 0.08)
+
+
 VARIANTS = {  # row: (what, how to load it from the folder)
     "bf16_only": ("no quantization, Phi-2 in bf16",
                   lambda f: load_quantized(f, "none", dtype=torch.bfloat16)),
     "vision_int8_only": ("vision int8, Phi-2 in float32", lambda f: load_quantized(f, "none", vision="int8")),
+    "llm_int4_float32": ("Phi-2 int4 (round-to-nearest) computed in float32, lm_head and vision "
+                         "float32", int4_float32),
     "llm_int4_only": ("Phi-2 int4 (round-to-nearest), lm_head int8, vision float32",
                       lambda f: load_quantized(f, "int4")),
     "shipped": ("the int4 path: Phi-2 int4 (round-to-nearest), lm_head int8, vision int8",
                 lambda f: load_quantized(f, "int4", vision="int8")),
+    "llm_int8_everywhere": ("Phi-2 int8 weight-only (no int4), lm_head int8, vision int8",
+                            int8_everywhere),
+    **{f"noise_{r}": (f"no quantization: noise of {r} × each row's std added to Phi-2's weights, "
+                      "float32 (two draws)", lambda f, r=r: noisy(f, r)) for r in NOISE},
     **{f"gptq_seed{s}": (f"Phi-2 int4 by GPTQ (calibration set {s}), lm_head int8, vision int8",
                          lambda f, s=s: gptq_model(f, s, "int8")) for s in (0, 1, 2)},
     **{f"gptq_seed{s}_head_kept": (f"Phi-2 int4 by GPTQ (calibration set {s}), lm_head bf16, "
@@ -154,6 +217,11 @@ VARIANTS = {  # row: (what, how to load it from the folder)
 
 
 def main():
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                    help="these rows only (default: all)")
+    rows = ap.parse_args().rows
     torch.manual_seed(0)
     folder = load_tiny_trained(4).save_pretrained(Path(tempfile.mkdtemp()) / "tiny-trained-4")
     samples = [SyntheticDataset(k, "test", 50)[i] for k in KINDS for i in range(50)]
@@ -163,22 +231,32 @@ def main():
     full = ask(load_quantized(folder, "none"))
     box = lambda a: (parse_boxes(a) or [(0, 0, 0, 0)])[0]
     OUT.mkdir(parents=True, exist_ok=True)
-    for row, (what, load) in VARIANTS.items():
-        t0 = time.time()
-        got = ask(load(folder))
-        same = [a == b for a, b in zip(full, got)]
-        ious = [box_iou(box(a), box(b)) for a, b in zip(full[50:100], got[50:100]) if a != b]
+    for row in rows:
+        what, load = VARIANTS[row]
+        t0, models = time.time(), load(folder)
+        sames, ious = [], []
+        for m in models if isinstance(models, list) else [models]:      # noise rows: two draws
+            got = ask(m)
+            sames.append([a == b for a, b in zip(full, got)])
+            ious += [box_iou(box(a), box(b)) for a, b in zip(full[50:100], got[50:100]) if a != b]
+        rate = sorted(sum(s) / len(s) for s in sames)
+        kinds = {k: sorted(sum(s[i * 50:(i + 1) * 50]) for s in sames) for i, k in enumerate(KINDS)}
         rec = {"row": row, "what": what, "command": CMD, "source": "measured",
                "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
                "provenance": f"measured by `{CMD}` at commit {git_commit()}, 2-core CPU: the shipped "
                              "tiny stage-4 weights, 200 test-split questions (50 per kind), greedy, "
                              "24 new tokens",
-               "equal": sum(same) / len(same),
-               "equal_per_kind": {k: sum(same[i * 50:(i + 1) * 50]) for i, k in enumerate(KINDS)},
+               "equal": rate[0] if len(rate) == 1 else [rate[0], rate[-1]],
+               "equal_per_kind": {k: v[0] if len(v) == 1 else "–".join(map(str, sorted({*v})))
+                                  for k, v in kinds.items()},
                "refer_iou_median_differing": round(statistics.median(ious), 3) if ious else None,
                "seconds": round(time.time() - t0, 1)}
         (OUT / f"{row}.json").write_text(json.dumps(rec, indent=1) + "\n")
-        print(row, f"{rec['equal']:.1%}", rec["equal_per_kind"], flush=True)
+        print(row, rec["equal"], rec["equal_per_kind"], flush=True)
+    err = {"row": "int4_error", "command": CMD, "source": "measured", "date": time.strftime("%Y-%m-%d"),
+           "commit": git_commit(), "int4_rms_error_over_std": round(int4_error(folder), 4)}
+    (OUT.parent / "int4_error.json").write_text(json.dumps(err, indent=1) + "\n")
+    print("int4 rounding error / weight std:", err["int4_rms_error_over_std"])
 
 
 if __name__ == "__main__":

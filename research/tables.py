@@ -28,6 +28,8 @@ def pct(v, r=None) -> str:
     if v is None:
         return ""
     if isinstance(v, list):
+        if len(set(v)) == 1:
+            return pct(v[0])
         return "–".join(pct(x).removesuffix(" %") for x in v) + " %"
     s = f"{v * 100:.1f}".removesuffix(".0")
     return f"{s} %"
@@ -287,9 +289,26 @@ TABLES = {
             CMD,
             SRC,
         ),
-        order=("bf16_only", "vision_int8_only", "llm_int4_only", "shipped", "gptq_seed0",
+        order=("bf16_only", "vision_int8_only", "noise_0.002", "noise_0.008", "noise_0.02",
+               "noise_0.04", "noise_0.08", "llm_int8_everywhere", "llm_int4_float32", "llm_int4_only", "shipped", "gptq_seed0",
                "gptq_seed1", "gptq_seed2", "gptq_seed0_head_kept", "gptq_seed1_head_kept",
                "gptq_seed2_head_kept"),
+    ),
+    "decode-floor": Table(
+        ("decode_floor/*.json",),
+        (
+            ("CPU kinds used", "isa", lambda v, r: "AVX2 only" if v == "avx2" else "all (AVX512-BF16)"),
+            ("decode tok/s (LeanDecode)", "tok_s", num(2)),
+            ("transformers' step tok/s", "transformers_tok_s", num(2)),
+            ("int4 products ms/token", "int4_ms", num(1)),
+            ("lm_head int8 ms/token", "lm_head_ms", num(1)),
+            ("everything else ms/token", "rest_ms", num(1)),
+            ("tok/s if only the kernels ran", "kernel_bound_tok_s", num(2)),
+            ("copy bandwidth GB/s", "copy_bandwidth_gb_s", num(1)),
+            CMD,
+            SRC,
+        ),
+        order=("native", "avx2"),
     ),
 }
 
