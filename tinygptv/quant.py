@@ -500,10 +500,11 @@ ACTIVATION_HEAP = 32 << 20
 
 def heap_for_activations():
     """After loading a model whose layers dequantize nothing (torch's kernels), blocks under 32 MiB
-    (a 448-px image's activations) are reused from the heap and up to 64 MiB of freed heap is kept:
-    with `prefer_mmap`'s 1 MiB each activation is a fresh mapping whose pages fault in when first
-    written, which took a third of the paper-size ViT's time (glibc's own settled values)."""
-    prefer_mmap(ACTIVATION_HEAP, 2 * ACTIVATION_HEAP)
+    (a 448-px image's activations) are reused from the heap and up to 256 MiB of freed heap is
+    kept: with `prefer_mmap`'s 1 MiB each activation is a fresh mapping whose pages fault in when
+    first written (a third of the paper-size ViT's time), and with less kept the heap's top goes
+    back to the system after each ViT block and faults in again (0.2-0.3 s of a 5 s image)."""
+    prefer_mmap(ACTIVATION_HEAP, 8 * ACTIVATION_HEAP)
 
 # %% ../nbs/23_quantization.ipynb
 def _fold_qkv_bias(attn: nn.Module):
@@ -636,11 +637,12 @@ def _pick_dtypes(quant: str, vision: str, device, file_dtype, dtype=None, vision
     return dtype, vision_dtype
 
 # %% ../nbs/23_quantization.ipynb
-def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: str = "none",
+def load_quantized(path, quant: str | None = None, merge_lora: bool = True, vision: str = "none",
                    device="cpu", dtype: torch.dtype | None = None, quantize_head=None,
                    vision_dtype: torch.dtype | None = None, group_size: int = 128) -> TinyGPTV:
     """A model folder loaded with Phi's linear layers quantized one at a time (never all in full
     precision); a pre-quantized folder (`quantize_folder`) is loaded as it is (`load_prequantized`).
+    `quant`: `4bit` unless given (a pre-quantized folder: what it holds).
 
     `dtype`: of what is not quantized on the LLM side (embeddings, norms, projection); by default
     the file's (float16 for float32 on a GPU), float32 for `int8-dynamic` and bf16 for `int4` (what
@@ -652,6 +654,7 @@ def load_quantized(path, quant: str = "4bit", merge_lora: bool = True, vision: s
     each ViT block and Q-Former layer is read and quantized before the next; `stream`: the ViT's
     blocks stay in the file, each read when it runs (`StreamedBlocks`). CPU: `LeanDecode` steps."""
     if is_prequantized(path): return load_prequantized(path, device, quant, vision)
+    quant = quant or "4bit"
     if quant not in QUANT_MODES:
         raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}; got {quant!r}")
     _check_vision_mode(vision, device)
