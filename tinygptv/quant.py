@@ -640,9 +640,8 @@ def _pick_dtypes(quant: str, vision: str, device, file_dtype, dtype=None, vision
 def load_quantized(path, quant: str | None = None, merge_lora: bool = True, vision: str = "none",
                    device="cpu", dtype: torch.dtype | None = None, quantize_head=None,
                    vision_dtype: torch.dtype | None = None, group_size: int = 128) -> TinyGPTV:
-    """A model folder loaded with Phi's linear layers quantized one at a time (never all in full
-    precision); a pre-quantized folder (`quantize_folder`) is loaded as it is (`load_prequantized`).
-    `quant`: `4bit` unless given (a pre-quantized folder: what it holds).
+    """A model folder loaded with Phi's linear layers quantized (`quant`, default `4bit`) one at a
+    time, never all in full precision; a pre-quantized folder (`quantize_folder`) as it is.
 
     `dtype`: of what is not quantized on the LLM side (embeddings, norms, projection); by default
     the file's (float16 for float32 on a GPU), float32 for `int8-dynamic` and bf16 for `int4` (what
@@ -654,8 +653,7 @@ def load_quantized(path, quant: str | None = None, merge_lora: bool = True, visi
     each ViT block and Q-Former layer is read and quantized before the next; `stream`: the ViT's
     blocks stay in the file, each read when it runs (`StreamedBlocks`). CPU: `LeanDecode` steps."""
     if is_prequantized(path): return load_prequantized(path, device, quant, vision)
-    quant = quant or "4bit"
-    if quant not in QUANT_MODES:
+    if (quant := quant or "4bit") not in QUANT_MODES:
         raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}; got {quant!r}")
     _check_vision_mode(vision, device)
     if quant in ("int8-dynamic", "int4") and torch.device(device).type != "cpu":
