@@ -22,10 +22,12 @@ paper-size folder, 5.6 GB in bf16, then a pre-quantized copy per CPU kind), unde
 """
 
 from __future__ import annotations
-import argparse, json, statistics, subprocess, sys, time
+import argparse, json, statistics, sys, time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "decode_floor"
+from tiny_phi import RESULTS as ALL_RESULTS, git_commit
+
+RESULTS = ALL_RESULTS / "decode_floor"
 CMD = "python research/decode_floor.py"
 VARIANTS = ("all", "no_int4", "no_kernels", "transformers")
 
@@ -68,8 +70,7 @@ def row(folder: Path, isa: str) -> dict:
     r = _run_child(code, isa, f"decode floor ({isa})")
     ms = r["ms_per_token"]
     int4, head, rest = ms["all"] - ms["no_int4"], ms["no_int4"] - ms["no_kernels"], ms["no_kernels"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = git_commit()
     return {"row": isa, "command": CMD, "source": "measured", "date": time.strftime("%Y-%m-%d"),
             "commit": commit,
             "provenance": f"measured by `{CMD}` at commit {commit} on this 2-core CPU "

@@ -80,8 +80,8 @@ def load(cls: Chat, folder, device: str = "auto", quant: str = "none", merge_lor
     *Quantized inference*). `merge_lora` (default) folds the adapter into Phi-2 while loading;
     `merge_lora=False` with no quantization loads the folder as trained. A pre-quantized
     folder (`tinygptv quantize`) loads as it is, memory-mapped, on the CPU. On the CPU each new
-    token is one `LeanDecode` step; `compile=True` compiles it (`torch.compile`: one to two
-    minutes the first time in a process, 0.35 GiB more; about 10 % faster after)."""
+    token is one `LeanDecode` step; `compile=True` compiles it (`torch.compile`: 40 s to
+    two minutes the first time in a process, 0.3 GiB more; about 10 % faster after)."""
     dev = pick_device(device)
     if is_prequantized(folder):
         if dev.type != "cpu":

@@ -203,7 +203,7 @@ def _chat_args(ch):
     ch.add_argument("--max-new-tokens", type=int, default=300, metavar="N",
                     help="longest answer, in tokens")
     ch.add_argument("--compile", action="store_true", help="CPU: compile the decode step "
-                    "(torch.compile: 1-2 minutes the first time, about 10 %% faster after)")
+                    "(torch.compile: 40 s to 2 minutes the first time, about 10 %% faster after)")
     ch.add_argument("--draw", metavar="FILE",
                     help="one-shot: save the image with the answer's boxes to this file")
 
