@@ -7,7 +7,7 @@ Chromium.
    (nothing in nbs/ is saved over). In the copies it opens, the cells `nbdev_test` skips
    (`#| notest`, `#| eval: false`, the `nbdev_export()` call) are left out and hidden exercise
    solutions are shown.
-2. In Chromium (Debian's, driven by Playwright): opens `27_demo`, runs all cells through
+2. In Chromium (Debian's, driven by Playwright): opens `32_demo`, runs all cells through
    JupyterLab's Run menu (`runmenu:run-all`), waits for the widget, asks a `[vqa]` question about a
    held-out scene, then a `[refer]` one (a new task: the widget must say it is a new chat), and
    checks each shown answer against `Chat.ask` for the same model, image and question (computed
@@ -17,12 +17,16 @@ Chromium.
    code cell ran, none shows an error, and their figures are images that loaded in the page.
 4. Starts the demo page (`tinygptv demo --model tiny`: Voila), asks it a `[refer]` question, checks
    the answer and the box drawn as in 2.
-5. Saves screenshots under --out, stops the servers and leaves no process behind.
+5. The site (issue 32; `.ci/site_check.py`): serves `_site/` (built by `.ci/docs.py` first when it is missing
+   or older than the notebooks) on 127.0.0.1 and checks that the landing page's navigation lists every
+   numbered lesson, a lesson page's stored figures load, the search finds a lesson, the API reference
+   documents `Chat` and `TinyGPTV`; prints the site's counts (pages, images, API entries).
+6. Saves screenshots under --out, stops the servers and leaves no process behind.
 
 `--break-widget` replaces the ask button's handler with one that raises (in the copy of the demo
 notebook only): the check must then fail and name what did not appear. `--update-images` copies the
-two screenshots the README shows to nbs/images/ (only when the check passed). Exit code 0 when
-every check passed.
+screenshots the README shows to nbs/images/ (only when the check passed). `--site-only` runs part 5
+alone (with `--update-images`: copies site.png only). Exit code 0 when every check passed.
 
 """
 import argparse, io, json, os, re, secrets, shutil, signal, socket, subprocess, sys, tempfile, time
@@ -32,8 +36,11 @@ from types import SimpleNamespace
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import site_check                                                   # part 5: the site
+
 root = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ("27_demo", "01_vision_encoder", "17_stage1_warmup")    # the demo, the eye, a stage
+NOTEBOOKS = ("32_demo", "01_vision_encoder", "18_stage1_warmup")    # the demo, the eye, a stage
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-sync", "--disable-background-networking", "--disable-component-update"]
@@ -72,7 +79,7 @@ def workspace(tmp: Path, break_widget: bool) -> Path:
         nb = json.loads((root / "nbs" / f"{name}.ipynb").read_text())
         nb["cells"] = [c for c in nb["cells"] if not skipped(c)]
         for c in nb["cells"]: c["metadata"].pop("jupyter", None)   # solutions shown: prompts count
-        if break_widget and name == "27_demo":              # before the cell that shows the widget
+        if break_widget and name == "32_demo":              # before the cell that shows the widget
             last = max(i for i, c in enumerate(nb["cells"])
                        if "ChatDemo(Chat(" in "".join(c["source"]))
             nb["cells"].insert(last, {"cell_type": "code", "execution_count": None, "metadata": {},
@@ -139,7 +146,7 @@ def references() -> dict:
 
 def right(task: str, answer: str, truth: str) -> bool:
     "Exact match for `[vqa]`; a box with IoU >= 0.5 against the object's for `[refer]`."
-    from tinygptv.evaluation import box_iou
+    from tinygptv.scoring import box_iou
     from tinygptv.prompts import parse_boxes
     if task == "[vqa]": return answer == truth
     got = parse_boxes(answer)
@@ -296,11 +303,11 @@ def check_lab(ctx, base: str, token: str, out: Path):
         st = run_all(page, name, n_code, timeout=240)
         noise = check_cells(name, st, n_code)
         check_figures(page, name, stored_figures(name))
-        if name == "27_demo":
-            check(not noise, "27_demo: no stderr output (library noise) in any cell",
-                  f"27_demo: stderr output in the page: {noise[:1]}")
+        if name == "32_demo":
+            check(not noise, "32_demo: no stderr output (library noise) in any cell",
+                  f"32_demo: stderr output in the page: {noise[:1]}")
             if page.locator(".tinygptv-demo").count() == 0:
-                fail("27_demo: the demo widget (.tinygptv-demo) did not appear after Run All")
+                fail("32_demo: the demo widget (.tinygptv-demo) did not appear after Run All")
             else:
                 page.locator(".tinygptv-demo").last.scroll_into_view_if_needed()
                 for task in ("[vqa]", "[refer]"):
@@ -346,7 +353,7 @@ def run(args, out: Path):
                      "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
                     out / "jupyterlab.log", lab_env(tmp))
         try:
-            S.refs = references() if "27_demo" in S.notebooks or not args.no_page else {}
+            S.refs = references() if "32_demo" in S.notebooks or not args.no_page else {}
             say("references: " + "; ".join(f"{k[0]} {k[1]} {v['question']!r} -> {v['answer']!r}"
                                            for k, v in S.refs.items()))
             base = f"http://127.0.0.1:{port}"
@@ -361,8 +368,18 @@ def run(args, out: Path):
                 stop(lab, "JupyterLab"); lab = None
                 try: args.no_page or check_page(ctx, out, tmp)
                 except Exception as e: fail(f"the demo page: {type(e).__name__}: {first_line(e)}")
+                try: args.no_site or site_check.check_site(browser, out, check, fail, say)
+                except Exception as e: fail(f"the site: {type(e).__name__}: {first_line(e)}")
                 browser.close()
         finally: stop(lab, "JupyterLab")
+
+def run_site(out: Path):
+    "Part 5 alone (--site-only): the site in its own Chromium."
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try: site_check.check_site(browser, out, check, fail, say)
+        finally: browser.close()
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -374,6 +391,8 @@ def main() -> int:
     ap.add_argument("--notebooks", nargs="*", default=list(NOTEBOOKS),
                     help="the notebooks to open (debugging)")
     ap.add_argument("--no-page", action="store_true", help="skip the demo page (debugging)")
+    ap.add_argument("--no-site", action="store_true", help="skip the site (debugging)")
+    ap.add_argument("--site-only", action="store_true", help="check the site (_site/) only")
     args = ap.parse_args()
     S.notebooks = args.notebooks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"browser check: stopped by SIGTERM after "
@@ -381,7 +400,7 @@ def main() -> int:
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     say(f"browser check: load average {load:.1f}")
-    try: run(args, out)
+    try: run_site(out) if args.site_only else run(args, out)
     except Exception as e: fail(f"{type(e).__name__}: {e}")
     return finish(args, out, load)
 
@@ -390,8 +409,10 @@ def finish(args, out: Path, load: float) -> int:
     check(not left, "no process left behind",
           f"processes left behind: {[(c.pid, c.name()) for c in left]}")
     if args.update_images and not failures:
-        for src, dst in [("jupyterlab-27_demo.png", "jupyterlab.png"),
-                         ("demo-page.png", "demo_page.png")]:
+        shots = [] if args.site_only else [("jupyterlab-32_demo.png", "jupyterlab.png"),
+                                           ("demo-page.png", "demo_page.png")]
+        shots += [] if args.no_site else [("site.png", "site.png")]
+        for src, dst in shots:
             shutil.copyfile(out / src, root / "nbs" / "images" / dst)
             say(f"copied {src} to nbs/images/{dst}")
     print(f"browser check: {time.time() - t0:.0f} s (load average {load:.1f} at the start, "

@@ -6,8 +6,10 @@ line widths, exercises).
     python .ci/course.py --json     # the same as JSON
 
 Rules that fail the check: a lettered or non-two-digit notebook name; a notebook that imports a module exported by a
-later notebook; a module of the package whose imports point at a later notebook's module; an import of the package's own
-modules inside a function body. The lesson numbers (stored outputs, figures, cells over 40 lines, lines over 100
+later notebook; a module of the package whose imports point at a later notebook's module; an import cycle among the
+package's modules; an import of the package's own modules inside a function body; a module that changes, when imported,
+what another module defines (`@patch` on a class defined elsewhere, an assignment to an attribute of an imported name,
+a top-level `setattr`). The lesson numbers (stored outputs, figures, cells over 40 lines, lines over 100
 characters, exercises) fail the check once `--strict` is given.
 """
 import ast, json, re, sys
@@ -58,22 +60,122 @@ for p in files:
 
 # the package: each module imports only modules built earlier; no imports of its own modules inside functions
 mod_order = {m: order[nb] for m, nb in exports.items()}
+graph: dict[str, set[str]] = {}                    # module -> the package's modules it imports
 for f in sorted(lib.glob("*.py")):
     name = f.stem
     if name == "_modidx": continue
     tree = ast.parse(f.read_text())
+    graph[name] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name == "tinygptv" for a in node.names) and name != "__init__":
+            graph[name].add("__init__")            # `import tinygptv` runs the front door: a cycle
         if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("tinygptv")):
             target = (node.module or "").removeprefix("tinygptv").lstrip(".") or "__init__"
             target = target.split(".")[0]
+            graph[name].add(target)
             if target in mod_order and name in mod_order and mod_order[target] > mod_order[name]:
                 errors.append(f"tinygptv/{f.name} imports {target}, built later ({exports[target]})")
+    # at import, a module may change only what it defines: no @patch of another module's class,
+    # no assignment to an attribute of an imported name (`SomeClass.forward = ...`), no setattr
+    defined = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    imported = {a.asname or a.name.split(".")[0] for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names}
+    for n in tree.body:
+        if isinstance(n, ast.FunctionDef) and any("patch" in ast.unparse(d) for d in n.decorator_list):
+            ann = n.args.args[0].annotation if n.args.args else None
+            cls = ann.id if isinstance(ann, ast.Name) else ast.unparse(ann) if ann is not None else "?"
+            if cls not in defined:
+                errors.append(f"tinygptv/{f.name}:{n.lineno}: @patch adds {n.name} to {cls}, a class defined elsewhere")
+        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else []
+        for t in targets:
+            root_ = t
+            while isinstance(root_, (ast.Attribute, ast.Subscript)): root_ = root_.value
+            if t is not root_ and isinstance(root_, ast.Name) and root_.id in imported:
+                errors.append(f"tinygptv/{f.name}:{n.lineno}: assigns {ast.unparse(t)} at import (changes {root_.id}, "
+                              "defined elsewhere)")
+        if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call) and ast.unparse(n.value.func) == "setattr":
+            errors.append(f"tinygptv/{f.name}:{n.lineno}: setattr at import")
+
     for fn in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
         for node in ast.walk(fn):
             if isinstance(node, ast.ImportFrom) and (node.level >= 1 or (node.module or "").startswith("tinygptv")):
                 errors.append(f"tinygptv/{f.name}:{node.lineno}: {fn.name} imports a tinygptv module inside its body")
             if isinstance(node, ast.Import) and any(a.name.startswith("tinygptv") for a in node.names):
                 errors.append(f"tinygptv/{f.name}:{node.lineno}: {fn.name} imports a tinygptv module inside its body")
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    "One import cycle among the package's modules, as a path, or None."
+    state, stack = {}, []
+    def visit(m):
+        state[m] = 1; stack.append(m)
+        for t in sorted(graph.get(m, ())):
+            if state.get(t) == 1: return stack[stack.index(t):] + [t]
+            if t not in state and (c := visit(t)): return c
+        state[m] = 2; stack.pop()
+    for m in sorted(graph):
+        if m not in state and (c := visit(m)): return c
+cycle = _cycle(graph)
+if cycle: errors.append("import cycle: " + " -> ".join(cycle))
+
+# ---- the course as a student meets it: sources they can open, cross-references, the guide's plans
+def _title(nb) -> tuple[str, str]:
+    "A notebook's title and summary (its first cell: `# Title` then `> summary`)."
+    head = "".join(nb["cells"][0]["source"]).splitlines()
+    return head[0].lstrip("# ").strip(), next((l[2:] for l in head if l.startswith("> ")), "")
+nbs_json = {p.name: json.loads(p.read_text()) for p in files}
+titles = {n: _title(nb)[0] for n, nb in nbs_json.items() if n != "index.ipynb"}
+reference = {n for n, nb in nbs_json.items() if _title(nb)[1].startswith("Reference:")}
+headings = {n: {re.sub(r"[`*_]", "", l.lstrip("#").strip()) for c in nb["cells"] if c["cell_type"] == "markdown"
+                for l in "".join(c["source"]).splitlines() if re.match(r"#{1,4} ", l)} for n, nb in nbs_json.items()}
+labels = {n: {m.group(1) for c in nb["cells"] if c["cell_type"] == "markdown"
+              for m in re.finditer(r"\*\*(Exercise[^*(.]*?)\s*[(.*]", "".join(c["source"]))} for n, nb in nbs_json.items()}
+all_headings = set().union(*headings.values())
+INTERNAL = re.compile(r"spec §|\bthe spec\b|\bspecification\b|design[- ]notes|(?<![\w/#-])(?<!TinyGPT-V )(?<!upstream )"
+                      r"(?<!upstream's )(?<!MiniGPT-4 )(?<!LLaVA )issues? #?\d+", re.I)
+def _texts():
+    "(where, text) of every place a student reads: markdown cells, code comments and docstrings, README, the guide."
+    for n, nb in nbs_json.items():
+        for c in nb["cells"]: yield n, "".join(c["source"])
+    for f in sorted(lib.glob("*.py")):
+        if f.name != "_modidx.py": yield f"tinygptv/{f.name}", f.read_text()
+    for f in (root / "README.md", root / ".ci" / "course_guide.md"): yield f.name, f.read_text()
+def _crossref_ok(x: str) -> bool:
+    x = x.strip()
+    return x in all_headings or any(t == x or t.startswith((x + ",", x + ":", x + " ")) for t in titles.values())
+internal_refs, missing_files, bad_xrefs = [], [], []
+for where, text in _texts():
+    for m in INTERNAL.finditer(text): internal_refs.append(f"{where}: {m.group(0)!r}")
+    for m in re.finditer(r"(?<![\w./-])((?:nbs|research|data_samples|tinygptv|\.ci)/[\w./-]*\w)", text):
+        if not (root / m.group(1)).exists() and "*" not in m.group(1): missing_files.append(f"{where}: {m.group(1)}")
+    if where.endswith((".ipynb", ".md")):
+        for m in re.finditer(r"(?<![*\w])\*([A-Z][^*\n]{1,60}?)\*(?![*\w])", text):
+            if not _crossref_ok(m.group(1)): bad_xrefs.append(f"{where}: *{m.group(1)}*")
+guide = (root / ".ci" / "course_guide.md").read_text()
+def _plan(title: str) -> list[str]:
+    "The table rows under a `## title` heading of the guide."
+    sec = guide.split(f"## {title}", 1)[1].split("\n## ", 1)[0] if f"## {title}" in guide else ""
+    return [l for l in sec.splitlines() if l.startswith("|") and not re.match(r"\|\s*-", l)][1:]
+bad_slots, parts_without_exercise, slots = [], [], 0
+for plan in ("A 90-minute workshop", "A one-day class"):
+    rows = _plan(plan)
+    if not rows: bad_slots.append(f"course_guide.md: no table under '## {plan}'")
+    for row in rows:
+        refs = re.findall(r"`(\d\d_[a-z0-9_]+)` § ([^|;`]+?)\s*(?=[|;]|$)", row)
+        slots += 1
+        if not refs and "questions" not in row: bad_slots.append(f"{plan}: a slot names no `NN_notebook` § section: {row[:80]}")
+        for nbname, sec in refs:
+            n = nbname + ".ipynb"
+            if n not in nbs_json: bad_slots.append(f"{plan}: {nbname} is not a notebook")
+            elif sec not in headings[n] and not any(l.startswith(sec) for l in labels[n]):
+                bad_slots.append(f"{plan}: no section '{sec}' in {nbname}")
+        if plan == "A one-day class" and not any(s.startswith("Exercise") for _, s in refs):
+            parts_without_exercise.append(row.split("|")[1].strip())
+long_lessons = [f"{n}:{len(nb['cells'])}" for n, nb in nbs_json.items()
+                if n != "index.ipynb" and n not in reference and len(nb["cells"]) > 60]
+for what, items in (("a document or issue a student cannot open", internal_refs), ("a file not in the repository",
+                    missing_files), ("a cross-reference to no notebook or section", bad_xrefs),
+                    ("a guide slot", bad_slots)):
+    errors_course = [f"{what}: {x}" for x in items]
 
 lessons = [n for n in info if n != "index.ipynb"]
 tot_lines, tot_over = sum(info[n]["lines"] for n in info), sum(info[n]["over100"] for n in info)
@@ -84,12 +186,21 @@ summary = dict(
     pct_lines_over_100=round(100 * tot_over / max(tot_lines, 1), 1), with_exercise=sum(info[n]["exercise"] for n in lessons),
     nbs_mb=round(sum(info[n]["bytes"] for n in info) / 1e6, 2), errors=errors)
 lesson_rules = [("notebooks without stored outputs", summary["without_outputs"]), ("notebooks without a figure or rendered table",
-                summary["without_figure"]), ("code cells over 40 lines", summary["cells_over_40"])]
+                summary["without_figure"]), ("code cells over 40 lines", summary["cells_over_40"]),
+                ("references to a document or issue not in the repository", internal_refs),
+                ("references to files not in the repository", missing_files),
+                ("cross-references matching no notebook title or section", bad_xrefs),
+                ("guide slots whose notebook or section does not exist", bad_slots),
+                ("lessons in the class plans over 60 cells", long_lessons),
+                ("parts of the one-day class without an exercise", parts_without_exercise)]
+summary.update({what: names for what, names in lesson_rules[3:]})
 if as_json: print(json.dumps(dict(summary, per_notebook=info), indent=1))
 else:
     print(f"{len(lessons)} lessons + index, {summary['nbs_mb']} MB; forward imports and layering: {len(errors)} problem(s)")
     for e in errors: print("  ERROR", e)
-    for what, names in lesson_rules: print(f"{len(names)} {what}" + (": " + ", ".join(names) if names else ""))
-    print(f"{summary['pct_lines_over_100']} % of code lines over 100 characters; {summary['with_exercise']} lessons with exercises")
+    for what, names in lesson_rules:
+        print(f"{len(names)} {what}" + (": " + "; ".join(names[:12]) + (" ..." if len(names) > 12 else "") if names else ""))
+    print(f"{summary['pct_lines_over_100']} % of code lines over 100 characters; {summary['with_exercise']} lessons with exercises; "
+          f"{len(reference)} reference notebooks; {slots} guide slots checked")
 bad_lessons = any(names for _, names in lesson_rules) or summary["pct_lines_over_100"] >= 3 or summary["with_exercise"] < 7
 sys.exit(1 if errors or (strict and bad_lessons) else 0)

@@ -3,7 +3,7 @@ running exactly the cells the tests run (cells marked `#| notest` or `#| eval: f
 and record how long each takes to run here in `nbs/timing.json`.
 
     .venv/bin/python .ci/execute.py                 # every notebook, one after another, each in a fresh process
-    .venv/bin/python .ci/execute.py 17_stage1_warmup 20_stage4_multitask
+    .venv/bin/python .ci/execute.py 18_stage1_warmup 21_stage4_multitask
 
 Figures are stored as PNG at 72 dpi to keep the notebooks small; run `nbdev_clean` afterwards (the hook and CI check it).
 """

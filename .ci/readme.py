@@ -34,6 +34,25 @@ for nbf in sorted((root / "nbs").glob("[0-9][0-9]_*.ipynb")):
     rows.append(f"| `{nbf.stem}` | {what} | {times.get(nbf.stem, float('nan')):.0f} s |")
 guide = (root / ".ci" / "course_guide.md").read_text(encoding="utf-8").replace("{{timing_table}}", "\n".join(rows))
 
+# a part's time budget, `{{budget:NN-MM}}`: reading (prose at 150 words a minute, code at 10 lines a minute, counted),
+# running every cell (measured, nbs/timing.json) and 10 minutes per exercise (the exercises are counted)
+import re
+def budget(first: int, last: int) -> str:
+    words = lines = run = exercises = 0
+    for nbf in sorted((root / "nbs").glob("[0-9][0-9]_*.ipynb")):
+        if not first <= int(nbf.name[:2]) <= last: continue
+        cells = json.loads(nbf.read_text(encoding="utf-8"))["cells"]
+        md = " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        words += len(md.split()); exercises += len(re.findall(r"\*\*Exercise", md))
+        lines += sum(len("".join(c["source"]).splitlines()) for c in cells if c["cell_type"] == "code"
+                     and not "".join(c["source"]).startswith("#| hide"))
+        run += times.get(nbf.stem, 0)
+    read = words / 150 + lines / 10
+    total = read + run / 60 + 10 * exercises
+    return (f"{5 * round(total / 5):.0f} min (reading {read:.0f}, running {run / 60:.0f}, "
+            f"{exercises} exercise{'s' * (exercises != 1)} × 10)")
+guide = re.sub(r"\{\{budget:(\d+)-(\d+)\}\}", lambda m: budget(int(m[1]), int(m[2])), guide)
+
 outputs = {root / "README.md": readme, root / "nbs" / "README.md": guide}
 if "--check" in sys.argv:
     stale = [p.relative_to(root).as_posix() for p, text in outputs.items() if not p.exists() or p.read_text(encoding="utf-8") != text]

@@ -1,5 +1,5 @@
-"""Where a paper-size int4 token's time goes on this CPU (issue 23's decode targets: 12 tokens/s,
-6 with torch and oneDNN limited to AVX2).
+"""Where a paper-size int4 token's time goes on this CPU (against our decode targets for the int4
+path: 12 tokens/s, 6 with torch and oneDNN limited to AVX2).
 
 The int4 path from a pre-quantized folder (Phi-2 int4 by torch's `_weight_int4pack_mm_for_cpu`,
 `lm_head` int8 by `_weight_int8pack_mm`, `LeanDecode` steps), paper sizes, random weights, one
@@ -35,10 +35,14 @@ VARIANTS = ("all", "no_int4", "no_kernels", "transformers")
 def measure(folder: str, rounds: int = 5, n_new: int = 16) -> dict:
     "In this process: median ms/token of each variant (see the module's text)."
     import torch
-    from tinygptv.perf import _prefill_decode, copy_bandwidth
-    from tinygptv.quant import Int4Linear, Int8WeightLinear, cpu_features, lean_decode, load_prequantized
+    from tinygptv.bench import _prefill_decode, copy_bandwidth
+    from tinygptv.generate import lean_decode
+    from tinygptv.hardware import cpu_features
+    from tinygptv.prequant import load_prequantized
+    from tinygptv.qlayers import Int4Linear, Int8WeightLinear
     m = load_prequantized(folder)
-    q = torch.randn(1, 32, 768, dtype=m.llama_proj.weight.dtype)
+    q = torch.randn(1, m.cfg.num_image_tokens, m.llama_proj.in_features,
+                    dtype=m.llama_proj.weight.dtype)
     ready = {}
 
     def canned(self, x):                                     # a product's output, no arithmetic
@@ -63,7 +67,7 @@ def measure(folder: str, rounds: int = 5, n_new: int = 16) -> dict:
 
 
 def row(folder: Path, isa: str) -> dict:
-    from tinygptv.perf import _run_child, prequantized_folder
+    from tinygptv.bench import _run_child, prequantized_folder
     pre, _ = prequantized_folder(folder, "int4", "int8", isa)
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import decode_floor as d; print('RESULT' + json.dumps(d.measure({str(pre)!r})))")
@@ -87,7 +91,7 @@ def main():
     ap.add_argument("--out", default="bench_runs", help="where the model folders are (or go)")
     ap.add_argument("--isa", nargs="+", default=["native", "avx2"])
     a = ap.parse_args()
-    from tinygptv.perf import random_model_folder
+    from tinygptv.bench import random_model_folder
     folder = random_model_folder(Path(a.out) / "paper-random")
     RESULTS.mkdir(parents=True, exist_ok=True)
     for isa in a.isa:

@@ -1,8 +1,8 @@
-"""Why the int4 path's greedy answers differ from full precision's (issue 23's 95 % target), and
+"""Why the int4 path's greedy answers differ from full precision's (our target: 95 % equal), and
 whether error-compensating rounding (GPTQ) closes the gap.
 
 The trained tiny stage-4 model (the shipped weights) answers the 200 held-out questions of
-nbs/23_quantization.ipynb (test split, 50 each of [vqa], [refer], [identify], [caption]) greedily in
+nbs/27_quantization.ipynb (test split, 50 each of [vqa], [refer], [identify], [caption]) greedily in
 full precision and in each variant; a row is the share of answers equal to full precision's. Variants:
 one source of error at a time (bf16 only, the vision side int8 only, Phi-2 int4 only), the shipped
 path (Phi-2 int4 by round-to-nearest, lm_head int8, the vision side int8), and the same path with
@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tinygptv.evaluation import GenerationSettings, answer_questions, box_iou
+from tinygptv.generate import GenerationSettings, answer_questions
+from tinygptv.scoring import box_iou
 from tinygptv.phi import TinyGPTVPhiDecoderLayer
 from tinygptv.prompts import parse_boxes, render
-from tinygptv.quant import (Int4Linear, Int8WeightLinear, _parent, int4_group, llm_linear_names,
-                            load_quantized)
+from tinygptv.qlayers import Int4Linear, Int8WeightLinear, int4_group
+from tinygptv.quant import _parent, llm_linear_names, load_quantized
 from tinygptv.synthetic import STAGE_KINDS, SyntheticDataset
 from tinygptv.tiny_backbones import load_tiny_trained
 from tinygptv.tokenizer import build_inputs
@@ -131,7 +132,7 @@ def calibration(seed: int, per_kind: int = 32):
 
 
 def gptq_model(folder, seed: int, head: str):
-    m = load_quantized(folder, "none", vision="int8")          # the file's float32, LoRA merged
+    m = load_quantized(folder, quant="none", vision="int8")          # the file's float32, LoRA merged
     gptq_llm(m, calibration(seed))
     if head == "int8":
         lm = m.llm.lm_head
@@ -143,7 +144,7 @@ def gptq_model(folder, seed: int, head: str):
 
 def int8_everywhere(folder):
     "Phi-2's decoder layers and lm_head int8 weight-only (a scale per output), computed in bf16."
-    m = load_quantized(folder, "none", vision="int8")
+    m = load_quantized(folder, quant="none", vision="int8")
     for n in llm_linear_names(m) + ["llm.lm_head"]:
         lin, (parent, child) = m.get_submodule(n), _parent(m, n)
         setattr(parent, child, Int8WeightLinear.from_float(lin.weight, lin.bias))
@@ -153,7 +154,7 @@ def int8_everywhere(folder):
 
 def int4_error(folder) -> float:
     "RMS of the int4 rounding error of Phi-2's decoder-layer weights, over their standard deviation."
-    m, err, var = load_quantized(folder, "none"), 0.0, 0.0
+    m, err, var = load_quantized(folder, quant="none"), 0.0, 0.0
     for n in llm_linear_names(m):
         w = m.get_submodule(n).weight.detach()
         g = int4_group(w.shape[1], w.shape[0])
@@ -167,7 +168,7 @@ def noisy(folder, rel: float, draws=(0, 1)):
     and lm_head, `rel` times each row's standard deviation: one model per draw."""
     out = []
     for seed in draws:
-        m, g = load_quantized(folder, "none"), torch.Generator().manual_seed(seed)
+        m, g = load_quantized(folder, quant="none"), torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for n in llm_linear_names(m) + ["llm.lm_head"]:
                 w = m.get_submodule(n).weight
@@ -179,7 +180,7 @@ def noisy(folder, rel: float, draws=(0, 1)):
 def int4_float32(folder):
     """Phi-2 int4 (round-to-nearest) with its products in float32 (torch's int4 kernel takes float32
     too, slowly: a reference), lm_head and the vision side float32: int4's rounding alone."""
-    m = load_quantized(folder, "int4", dtype=torch.float32, quantize_head=False)
+    m = load_quantized(folder, quant="int4", dtype=torch.float32, quantize_head=False)
 
     def mm(self, x2):
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(
@@ -196,14 +197,15 @@ NOISE = (0.002, 0.008, 0.02, 0.04, 0.08)
 
 VARIANTS = {  # row: (what, how to load it from the folder)
     "bf16_only": ("no quantization, Phi-2 in bf16",
-                  lambda f: load_quantized(f, "none", dtype=torch.bfloat16)),
-    "vision_int8_only": ("vision int8, Phi-2 in float32", lambda f: load_quantized(f, "none", vision="int8")),
+                  lambda f: load_quantized(f, quant="none", dtype=torch.bfloat16)),
+    "vision_int8_only": ("vision int8, Phi-2 in float32",
+                         lambda f: load_quantized(f, quant="none", vision="int8")),
     "llm_int4_float32": ("Phi-2 int4 (round-to-nearest) computed in float32, lm_head and vision "
                          "float32", int4_float32),
     "llm_int4_only": ("Phi-2 int4 (round-to-nearest), lm_head int8, vision float32",
-                      lambda f: load_quantized(f, "int4")),
+                      lambda f: load_quantized(f, quant="int4")),
     "shipped": ("the int4 path: Phi-2 int4 (round-to-nearest), lm_head int8, vision int8",
-                lambda f: load_quantized(f, "int4", vision="int8")),
+                lambda f: load_quantized(f, quant="int4", vision="int8")),
     "llm_int8_everywhere": ("Phi-2 int8 weight-only (no int4), lm_head int8, vision int8",
                             int8_everywhere),
     **{f"noise_{r}": (f"no quantization: noise of {r} × each row's std added to Phi-2's weights, "
@@ -228,7 +230,7 @@ def main():
     qs, ims = [s.turns[0][0] for s in samples], [s.image for s in samples]
     g = GenerationSettings(max_new_tokens=24)
     ask = lambda m: answer_questions(m, qs, ims, 4, g, batch_size=100)
-    full = ask(load_quantized(folder, "none"))
+    full = ask(load_quantized(folder, quant="none"))
     box = lambda a: (parse_boxes(a) or [(0, 0, 0, 0)])[0]
     OUT.mkdir(parents=True, exist_ok=True)
     for row in rows:

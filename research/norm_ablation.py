@@ -1,4 +1,4 @@
-"""The normalization ablation's comparison (nbs/22_norm_ablation.ipynb runs a short check of it).
+"""The normalization ablation's comparison (nbs/23_norm_ablation.ipynb runs a short check of it).
 
 The tiny preset's stage 4 from the stage-1 start (the shipped tiny backbones through the
 converters), frozen weights in fp16, 5x the tiny run's learning rate, 40 steps, with and without

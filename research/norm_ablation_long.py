@@ -27,7 +27,7 @@ than the tiny preset's stage 4 in batch (`--batch`, 2 conversations instead of 3
         [--steps 32] [--batch 2] [--lr-scale 20] [--turns 24] [--probe-every 8]
 
 One JSON per variant (its seeds' runs, rewritten after each run) in
-research/results/norm_ablation_long/; `research/README.md`'s table and `nbs/22_norm_ablation.ipynb`'s
+research/results/norm_ablation_long/; `research/README.md`'s table and `nbs/23_norm_ablation.ipynb`'s
 figure are made from them.
 """
 from __future__ import annotations

@@ -53,11 +53,10 @@ from safetensors.torch import save_file
 
 import tinygptv.stages as S
 import tinygptv.train as T
-from tinygptv.evaluation import evaluate_synthetic
+from tinygptv.scoring import evaluate_synthetic, heldout_loss
 from tinygptv.model import TinyGPTV, TinyGPTVConfig
 from tinygptv.phi import TinyGPTVPhiForCausalLM
 from tinygptv.prompts import render
-from tinygptv.recipe import EVAL_KINDS, heldout_loss
 from tinygptv.synthetic import SPLIT_SEEDS, STAGE_KINDS, make_sample, make_scene, tiny_tokenizer
 from tinygptv.tiny_backbones import (OBJECT_KINDS, TINY_LM_RESTARTS, ObjectVectors, load_tiny_start,
                                      object_features, tiny_backbones_dir, train_object_lm)
@@ -65,6 +64,8 @@ from tinygptv.tokenizer import IGNORE_INDEX
 from tinygptv.weights import save_upstream
 
 from tiny_phi import RESULTS, git_commit, object_lm_accuracy, pretrain_text_lm
+
+EVAL_KINDS = ("vqa", "refer", "identify", "caption_task")   # the tiny run's held-out tasks
 
 # name: (steps, loss on answers only, stage-4 kinds of the pretraining mixture, restarts)
 OBJECT_LM = {"object_lm": (1500, False, None, ()), "object_lm_vqa": (3000, False, OBJECT_KINDS, ()),

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PhiForCausalLM
 
-from tinygptv.evaluation import exact_match, refer_hit, wilson_interval
+from tinygptv.scoring import exact_match, refer_hit, wilson_interval
 from tinygptv.model import TinyGPTVConfig
 from tinygptv.phi import TinyGPTVPhiForCausalLM
 from tinygptv.prompts import cut_answer, render

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_lora.ipynb 3
 from __future__ import annotations
-import logging, warnings
+import logging, re, warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -19,7 +19,7 @@ def quiet_bitsandbytes():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 # %% auto 0
-__all__ = ['quiet_bitsandbytes', 'LoraSettings', 'add_lora', 'lora_param_count']
+__all__ = ['quiet_bitsandbytes', 'LoraSettings', 'add_lora', 'canonical_key', 'adapter_key', 'lora_param_count']
 
 # %% ../nbs/05_lora.ipynb
 @dataclass
@@ -51,6 +51,19 @@ def add_lora(llm: nn.Module, settings: LoraSettings) -> "peft.PeftModel":
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
                                 category=FutureWarning)
         return get_peft_model(llm, settings.to_peft())
+
+# %% ../nbs/05_lora.ipynb
+def canonical_key(name: str) -> str:
+    "A parameter's name without peft's infix, `base_layer` and adapter name (`llm.` prefix kept)."
+    name = name.replace("llm.base_model.model.", "llm.").replace(".base_layer.", ".")
+    return re.sub(r"\.(lora_[AB])\.default\.weight$", r".\1.weight", name)
+
+def adapter_key(key: str) -> str | None:
+    """The canonical name of a tensor in peft's saved adapter file (`base_model.model.X.lora_A.weight`
+    -> `llm.X.lora_A.weight`); None for anything else."""
+    if key.startswith("base_model.model.") and (".lora_A." in key or ".lora_B." in key):
+        return "llm." + key[len("base_model.model."):]
+    return None
 
 # %% ../nbs/05_lora.ipynb
 def lora_param_count(llm: LLMConfig, s: LoraSettings, fused: bool = False) -> int:

@@ -4,24 +4,27 @@
 
 # %% ../nbs/06_model.ipynb 3
 from __future__ import annotations
-import copy, re, warnings
+import copy, json, os, shutil, struct, tempfile, time
 from dataclasses import dataclass, field, asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from .vision import (VisionConfig, build_eva, FP32LayerNorm,
                              set_image_size as set_eva_image_size)
 from .qformer import QFormerConfig, build_qformer, run_qformer
 from .phi import LLMConfig, TinyGPTVPhiForCausalLM, TRAINABLE_NORMS
-from .lora import LoraSettings, add_lora as wrap_with_lora
-from .tokenizer import IMAGE_TOKEN, IGNORE_INDEX
+from .lora import LoraSettings, add_lora as wrap_with_lora, adapter_key, canonical_key
+from .tokenizer import IMAGE_TOKEN, IGNORE_INDEX, load_tokenizer
 
 # %% auto 0
-__all__ = ['TinyGPTVConfig', 'TinyGPTV', 'GrowingLayer', 'GrowingCache']
+__all__ = ['SAFETENSORS_DTYPES', 'TinyGPTVConfig', 'TinyGPTV', 'StageSpec', 'ModelFolderError', 'write_safetensors',
+           'package_version', 'save_folder', 'read_folder', 'load_folder', 'HubError', 'hub_error', 'hub_endpoint',
+           'resolve_folder', 'push_folder']
 
 # %% ../nbs/06_model.ipynb
 @dataclass
@@ -91,6 +94,19 @@ class TinyGPTV(nn.Module):
         for m in (self.visual_encoder, self.ln_vision, self.qformer):   # frozen parts: eval mode
             if not any(p.requires_grad for p in m.parameters()): m.eval()
         return self
+
+    # its own files (see "Saving and loading" below)
+    def save_pretrained(self, path, sources: dict | None = None) -> Path:
+        "Save as a model folder: config.json, model.safetensors, adapter/ (peft), tokenizer, card."
+        return save_folder(self, path, sources)
+    @classmethod
+    def from_pretrained(cls, name_or_path, device="cpu", frozen_dtype: str | None = None, **hub):
+        """A model folder, local or a hub repository id (`hub`: `revision`, `token`, `endpoint`,
+        `cache_dir`, for `huggingface_hub.snapshot_download`)."""
+        return load_folder(cls, resolve_folder(name_or_path, **hub), device, frozen_dtype)
+    def push_to_hub(self, repo_id: str, private: bool = False, **hub) -> str:
+        "Save to a new revision of hub repository `repo_id` (`hub`: `token`, `endpoint`)."
+        return push_folder(self, repo_id, private, **hub)
 
 # %% ../nbs/06_model.ipynb
 def _is_llm_float32(name: str) -> bool:
@@ -175,9 +191,11 @@ def embed(self: TinyGPTV, input_ids: torch.Tensor,
     return emb
 
 # %% ../nbs/06_model.ipynb
-def _autocast(model):
-    dt = model.llm.get_input_embeddings().weight.dtype
-    return torch.autocast(model.device.type, dtype=dt, enabled=dt != torch.float32)
+@patch
+def autocast(self: TinyGPTV):
+    "Autocast to the dtype of Phi-2's frozen weights (a no-op when they are float32)."
+    dt = self.llm.get_input_embeddings().weight.dtype
+    return torch.autocast(self.device.type, dtype=dt, enabled=dt != torch.float32)
 
 @patch
 def forward(self: TinyGPTV, input_ids, attention_mask, labels=None, pixel_values=None,
@@ -190,76 +208,261 @@ def forward(self: TinyGPTV, input_ids, attention_mask, labels=None, pixel_values
     dev = self.device
     input_ids, attention_mask = input_ids.to(dev), attention_mask.to(dev)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    with _autocast(self):
+    with self.autocast():
         return self.llm(inputs_embeds=self.embed(input_ids, image_embeds),
                         attention_mask=attention_mask, position_ids=position_ids,
                         labels=None if labels is None else labels.to(dev), **kw)
 
 # %% ../nbs/06_model.ipynb
-class GrowingLayer(DynamicLayer):
-    """A `DynamicLayer` whose keys and values are views of buffers with room to grow: appending
-    writes in place (a copy only when the buffer doubles). A cache replaced from outside (beam
-    search's reordering, a batch selection) is taken over as it is."""
-    def room(self, like: torch.Tensor, dtype: torch.dtype | None = None):
-        """The key and value buffers [B, H, capacity, D], holding the cached positions (`keys` and
-        `values` are views of them), with room for `like`'s after them: new ones, twice as long,
-        if there is none, if the cache was replaced from outside, or to hold another `dtype`."""
-        kb, n, add = self._kb, self.keys.shape[-2] if self.keys.numel() else 0, like.shape[-2]
-        ours = kb is not None and self.keys.data_ptr() == kb.data_ptr() and \
-               self.keys.shape[:-2] == like.shape[:-2] and self.keys.stride() == kb.stride()
-        if not ours or n + add > kb.shape[-2] or dtype not in (None, kb.dtype):
-            shape = (*like.shape[:-2], max(2 * (n + add), 64), like.shape[-1])
-            self._kb, self._vb = (like.new_empty(shape, dtype=dtype) for _ in range(2))
-            if n: self._kb[..., :n, :].copy_(self.keys); self._vb[..., :n, :].copy_(self.values)
-            self.keys, self.values = self._kb[..., :n, :], self._vb[..., :n, :]
-        return self._kb, self._vb
+@dataclass(frozen=True)
+class StageSpec:
+    """One training stage: which parameter groups train, the image size, LoRA or not (the four
+    stages: *Stages*; the prompt templates: *Prompts*)."""
+    stage: int
+    name: str
+    image_size: int
+    lora: bool
+    train_qformer: bool = False
+    train_input_norms: bool = True   # Phi-2's input/final LayerNorm weights train too (the paper)
 
-    def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-            self._kb = self._vb = None
-        n, add = self.keys.shape[-2] if self.keys.numel() else 0, key_states.shape[-2]
-        kb, vb = self.room(key_states)
-        kb[..., n:n + add, :].copy_(key_states); vb[..., n:n + add, :].copy_(value_states)
-        self.keys, self.values = kb[..., :n + add, :], vb[..., :n + add, :]
-        return self.keys, self.values
+    @property
+    def trainable(self) -> tuple[str, ...]:
+        norms = "norm_weights" if self.train_input_norms else "added_norm_weights"
+        return (("projection", norms) + (("lora",) if self.lora else ())
+                + (("qformer",) if self.train_qformer else ()))
 
-class GrowingCache(DynamicCache):
-    "A `DynamicCache` of `GrowingLayer`s."
-    def __init__(self, *args, **kwargs): Cache.__init__(self, layer_class_to_replicate=GrowingLayer)
+class ModelFolderError(ValueError):
+    """A model folder that is not what it should be (a file missing, another kind of model, weights
+    that do not fit); the message names the file and what was expected."""
 
 # %% ../nbs/06_model.ipynb
-# Generating from `inputs_embeds`, transformers applies a repetition penalty to the new tokens only
-# and says so at every call. Upstream generates from embeddings too, so that is the behaviour we
-# reproduce: the notice is muted.
-warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`",
-                        category=UserWarning)
+SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
+                      torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32",
+                      torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+                      torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}
 
-@patch
-def generate(self: TinyGPTV, input_ids, attention_mask, pixel_values=None, queries=None, stop=None,
-             max_new_tokens: int = 300, **gen_kw) -> torch.Tensor:
-    """New token ids [B, n] continuing a left-padded batch
-    (`build_inputs(..., padding_side='left')`); stops at EOS or `stop`."""
-    if (attention_mask[:, -1] == 0).any():
-        raise ValueError("generation needs left padding: "
-                         "build the prompts with padding_side='left'")
-    with torch.no_grad():
-        if pixel_values is not None: queries = self.encode_queries(pixel_values)
-        image_embeds = None if queries is None else self.project(queries)
-        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
-        emb = self.embed(input_ids, image_embeds)
-    kw = dict(max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-              eos_token_id=self.tokenizer.eos_token_id)
-    if stop: kw.update(stop_strings=list(stop), tokenizer=self.tokenizer)
-    gen_kw.setdefault("do_sample", False)
-    if gen_kw.get("use_cache", True): gen_kw.setdefault("past_key_values", GrowingCache())
-    with torch.no_grad(), _autocast(self):
-        return self.llm.generate(inputs_embeds=emb, attention_mask=attention_mask,
-                                 **{**kw, **gen_kw})
+def write_safetensors(path, tensors: dict[str, torch.Tensor],
+                      metadata: dict[str, str] | None = None) -> Path:
+    """Write `tensors` as a safetensors file, one tensor at a time (never the whole file in memory),
+    atomically."""
+    path = Path(path)
+    names, header, offset = sorted(tensors), {}, 0
+    for n in names:
+        t = tensors[n]
+        if t.device.type == "meta":
+            raise ValueError(f"{n} is on the meta device: it was never loaded")
+        size = t.numel() * t.element_size()
+        header[n] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                     "data_offsets": [offset, offset + size]}
+        offset += size
+    if metadata: header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(h))); f.write(h)
+        for n in names:
+            t = tensors[n].detach().contiguous().cpu().reshape(-1)
+            f.write(t.view(torch.uint8).numpy().data)
+        f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
 
 # %% ../nbs/06_model.ipynb
-@patch
-def decode(self: TinyGPTV, new_ids: torch.Tensor, stop=None) -> list[str]:
-    "Answers as text: special tokens dropped, each cut at the first of the `stop` strings."
-    texts = self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)
-    return [re.split("|".join(map(re.escape, stop)), t)[0] if stop else t for t in texts]
+def package_version() -> str:
+    "This package's installed version (what a saved folder records)."
+    try: return version("tinygptv")
+    except PackageNotFoundError: return "unknown"
+
+def _model_card(model: TinyGPTV, sources: dict) -> str:
+    spec = getattr(model, "stage_spec", None)
+    stage = f"stage {spec.stage} ({spec.name}), {spec.image_size} px" if spec else "no stage set"
+    parts = [(n, sum(p.numel() for p in m.parameters()), sum(p.numel() for p in m.parameters()
+              if p.requires_grad)) for n, m in model.named_children()]
+    rows = "\n".join(f"| `{n}` | {a:,} | {b:,} |" for n, a, b in parts)
+    src = "\n".join(f"| {k} | `{v['path']}` | {v['bytes']:,} | `{v['sha256'][:16]}…` |"
+                    for k, v in sources.items()) or "| (none) | | | |"
+    lora = "r=%d, alpha=%d" % (model.cfg.lora.r, model.cfg.lora.alpha) if model.has_lora else "none"
+    return (f"---\nlibrary_name: tinygptv\ntags: [tinygpt-v, multimodal, vision-language, phi-2]\n"
+            f"---\n# TinyGPT-V: {stage}\n\nSaved by tinygptv {package_version()} on "
+            f"{time.strftime('%Y-%m-%d')}. LoRA: {lora}. Frozen weights in {model.cfg.frozen_dtype}; "
+            f"trained ones in float32.\n\n| part | parameters | trainable |\n|---|---:|---:|\n{rows}"
+            f"\n\n## Sources\n\n| part | file | bytes | sha256 |\n|---|---|---|---|\n{src}\n\n"
+            "## Use\n\n```python\nfrom tinygptv import TinyGPTV\n"
+            'model = TinyGPTV.from_pretrained("path/to/this/folder")\n```\n')
+
+# %% ../nbs/06_model.ipynb
+def save_folder(model: TinyGPTV, path, sources: dict | None = None) -> Path:
+    "`TinyGPTV.save_pretrained`: the model folder, written beside `path` and renamed into place."
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    sources = sources if sources is not None else getattr(model, "sources", {})
+    spec = getattr(model, "stage_spec", None)
+    trainable = sorted(canonical_key(n) for n, p in model.named_parameters() if p.requires_grad)
+    config = {"model_type": "tinygptv", "tinygptv_version": package_version(),
+              "stage": asdict(spec) if spec else None, "trainable": trainable,
+              "sources": sources, **model.cfg.to_dict()}
+    (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    base = {canonical_key(n): p for n, p in model.named_parameters() if "lora_" not in n}
+    write_safetensors(tmp / "model.safetensors", base,
+                      {"format": "pt", "producer": f"tinygptv {package_version()}"})
+    if model.has_lora: model.llm.save_pretrained(tmp / "adapter")
+    if model.tokenizer is not None: model.tokenizer.save_pretrained(tmp)
+    (tmp / "README.md").write_text(_model_card(model, sources))
+    old = path.with_name(path.name + f".old-{os.getpid()}")
+    if path.exists(): os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+# %% ../nbs/06_model.ipynb
+def read_folder(path) -> tuple[TinyGPTVConfig, StageSpec | None, dict, bool]:
+    """Check a model folder and read its config: (config, stage or None, sources, whether it has a
+    LoRA adapter)."""
+    path = Path(path)
+    if not path.is_dir(): raise FileNotFoundError(f"model folder {path} does not exist")
+    cfg_file, weights = path / "config.json", path / "model.safetensors"
+    for f in (cfg_file, weights):
+        if not f.exists():
+            raise ModelFolderError(f"{path}: no {f.name}; expected a folder written by "
+                                   "TinyGPTV.save_pretrained or tinygptv convert (config.json, "
+                                   "model.safetensors, and adapter/ when it has LoRA)")
+    raw = json.loads(cfg_file.read_text())
+    if raw.get("model_type") != "tinygptv":
+        raise ModelFolderError(f"{cfg_file}: model_type {raw.get('model_type')!r}, expected "
+                               "'tinygptv'")
+    stage, sources = raw.pop("stage", None), raw.pop("sources", {})
+    for k in ("model_type", "tinygptv_version", "trainable"): raw.pop(k, None)
+    cfg, spec = TinyGPTVConfig.from_dict(raw), StageSpec(**stage) if stage else None
+    adapter = path / "adapter"
+    has_adapter = (adapter / "adapter_model.safetensors").exists()
+    if spec is not None and spec.lora != has_adapter:
+        raise ModelFolderError(f"{path}: the config says stage {spec.stage} "
+                               f"{'with' if spec.lora else 'without'} LoRA, but "
+                               "adapter/adapter_model.safetensors is "
+                               f"{'missing' if spec.lora else 'present'}")
+    if has_adapter:
+        r = json.loads((adapter / "adapter_config.json").read_text())["r"]
+        if r != cfg.lora.r:
+            raise ModelFolderError(f"{adapter}: LoRA rank {r}, but config.json says {cfg.lora.r}")
+    return cfg, spec, sources, has_adapter
+
+# %% ../nbs/06_model.ipynb
+def _tensors(file: Path, device, rename) -> dict[str, torch.Tensor]:
+    "The tensors of a safetensors file by canonical name (`rename`; None drops a key)."
+    from safetensors.torch import load_file
+    try: raw = load_file(file, device=str(device))
+    except Exception as e:
+        raise ModelFolderError(f"{file}: not a readable safetensors file ({e})") from None
+    return {k2: v for k, v in raw.items() if (k2 := rename(k)) is not None}
+
+def _assign(model: TinyGPTV, tensors: dict, where: Path):
+    "Put canonical-named `tensors` into `model` in place; every parameter must be among them."
+    state = {canonical_key(n): (n, t.shape) for n, t in model.state_dict().items()}
+    missing = sorted(set(state) - set(tensors) - {canonical_key(n) for n, _ in model.named_buffers()})
+    unexpected = sorted(set(tensors) - set(state))
+    wrong = [f"{k}: file {list(v.shape)}, model {list(state[k][1])}" for k, v in tensors.items()
+             if k in state and v.shape != state[k][1]]
+    said = [f"{len(x)} {what} ({', '.join(x[:3])}{', ...' * (len(x) > 3)})" for what, x in
+            (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", wrong)) if x]
+    if said: raise ModelFolderError(f"{where}: {'; '.join(said)}; expected the weights its "
+                                    "config.json describes")
+    model.load_state_dict({state[k][0]: v for k, v in tensors.items()}, strict=False, assign=True)
+
+# %% ../nbs/06_model.ipynb
+def load_folder(cls, path, device="cpu", frozen_dtype: str | None = None) -> TinyGPTV:
+    """`TinyGPTV.from_pretrained` for a local folder: its stage, trainable parameters, tokenizer and
+    sources restored; in eval mode."""
+    from accelerate import init_empty_weights
+    path = Path(path)
+    cfg, spec, sources, has_adapter = read_folder(path)
+    with init_empty_weights():                 # parameters on `meta`, buffers real
+        model = cls(cfg)
+        if has_adapter: model.add_lora()
+    tensors = _tensors(path / "model.safetensors", device, lambda k: k)
+    if has_adapter:
+        tensors.update(_tensors(path / "adapter" / "adapter_model.safetensors", device, adapter_key))
+    _assign(model, tensors, path)
+    model.to(device)
+    if frozen_dtype: model.cast_frozen(getattr(torch, frozen_dtype))
+    train = set(json.loads((path / "config.json").read_text()).get("trainable", []))
+    for n, p in model.named_parameters(): p.requires_grad_(canonical_key(n) in train)
+    if (path / "tokenizer.json").exists() or (path / "vocab.json").exists():
+        model.tokenizer = load_tokenizer(path)
+    model.stage_spec, model.sources, model.folder = spec, sources, path
+    return model.train(False)
+
+# %% ../nbs/06_model.ipynb
+class HubError(FileNotFoundError):
+    """What was asked of the Hugging Face Hub could not be had; the message says why and what to
+    do. `offline`: the hub was not reached at all."""
+    def __init__(self, message: str, offline: bool = False):
+        super().__init__(message); self.offline = offline
+
+_UNREACHABLE = {"ConnectError", "ConnectTimeout", "ConnectionError", "TimeoutError", "gaierror"}
+
+def hub_error(e: Exception, what: str, endpoint: str, repo: str = "") -> HubError:
+    "A `HubError` saying what huggingface_hub's error `e`, raised while `what` on `repo`, means."
+    chain = [e]
+    while (x := chain[-1].__cause__ or chain[-1].__context__) and len(chain) < 8: chain.append(x)
+    names = {c.__name__ for x in chain for c in type(x).__mro__}
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    said = (getattr(e, "server_message", None) or str(e).strip() or type(e).__name__)
+    said = said.splitlines()[0][:160]
+    if names & _UNREACHABLE and "HfHubHTTPError" not in names:
+        why = "HF_HUB_OFFLINE is set" if "OfflineModeIsEnabled" in names else said
+        return HubError(f"{what}: cannot reach the hub at {endpoint} ({why}); check the network, "
+                        "or set HF_ENDPOINT (endpoint=) to a mirror", offline=True)
+    meaning = {
+        "GatedRepoError": f"{repo} is gated: accept its conditions on {endpoint}/{repo}, then send "
+                          "a token of that account (HF_TOKEN or token=)",
+        "RepositoryNotFoundError": f"the hub at {endpoint} has no repository {repo!r}, or it is "
+                                   "private and no token that can read it was sent (HF_TOKEN or "
+                                   "token=)",
+        "RevisionNotFoundError": f"{repo} has no such revision (a branch, a tag or a commit id)",
+        "RemoteEntryNotFoundError": f"{repo} has no such file at that revision ({said})",
+        "LocalEntryNotFoundError": "it is not in the hub's cache, and the hub was not asked "
+                                   "(HF_HUB_OFFLINE is set, or local_files_only=True)"}
+    for name, text in meaning.items():
+        if name in names: return HubError(f"{what}: {text}", offline="Local" in name)
+    if status in (401, 403):
+        need = f"a token with write access to {repo}" if status == 403 else "a token it accepts"
+        return HubError(f"{what}: the hub refused ({status}: {said}); send {need} (HF_TOKEN or "
+                        "token=)")
+    return HubError(f"{what}: the hub at {endpoint} answered {status or type(e).__name__}: {said}")
+
+# %% ../nbs/06_model.ipynb
+def hub_endpoint(endpoint: str | None = None) -> str:
+    "The hub's URL: `endpoint`, else `HF_ENDPOINT` as it is now, else huggingface.co."
+    return (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+def resolve_folder(name_or_path, **hub) -> Path:
+    """A local model folder as it is; otherwise a hub repository id (`owner/name`), downloaded into
+    the hub's cache or found there (`hub`: `revision`, `token`, `endpoint`, `cache_dir`)."""
+    p = Path(name_or_path)
+    if p.exists() or not isinstance(name_or_path, str) or name_or_path.count("/") != 1 \
+            or name_or_path.startswith((".", "/", "~")):
+        return p
+    from huggingface_hub import snapshot_download
+    url = hub_endpoint(hub.pop("endpoint", None))
+    try: return Path(snapshot_download(name_or_path, endpoint=url, **hub))
+    except Exception as e:
+        what = f"no folder {name_or_path} here, and downloading it from the hub failed"
+        raise hub_error(e, what, url, name_or_path) from e
+
+def push_folder(model: TinyGPTV, repo_id: str, private: bool = False, token=None,
+                endpoint=None, commit_message: str = "Upload TinyGPT-V") -> str:
+    """`TinyGPTV.push_to_hub`: the model saved as a folder and uploaded to hub repository
+    `repo_id` (created if need be, `private` then) in one commit; returns the commit's id."""
+    from huggingface_hub import HfApi
+    url = hub_endpoint(endpoint)
+    api = HfApi(endpoint=url, token=token)
+    with tempfile.TemporaryDirectory() as d:
+        folder = save_folder(model, Path(d) / "model")
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            return api.upload_folder(repo_id=repo_id, folder_path=folder,
+                                     commit_message=commit_message).oid
+        except Exception as e:
+            raise hub_error(e, f"pushing to {repo_id}", url, repo_id) from e

@@ -6,11 +6,13 @@
 from __future__ import annotations
 from dataclasses import dataclass, asdict
 
+import functools
+
 import torch
 from torch import nn
 from fastcore.basics import patch
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, AutoModelForCausalLM, PhiConfig
+from transformers import PhiConfig
 from transformers.models.phi.modeling_phi import (PhiDecoderLayer, PhiForCausalLM, PhiModel,
                                                   PhiPreTrainedModel, PhiRotaryEmbedding)
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
@@ -111,17 +113,22 @@ class TinyGPTVPhiModel(PhiModel):
         self.post_init()
 
 class TinyGPTVPhiForCausalLM(PhiForCausalLM):
-    "`PhiForCausalLM` with TinyGPT-V's normalization."
+    """`PhiForCausalLM` with TinyGPT-V's normalization. A decode step attached as `lean_step` (see
+    *Generation*) takes the calls it `applies` to; every other call is transformers' forward."""
     config_class = TinyGPTVPhiConfig
     def __init__(self, config: TinyGPTVPhiConfig):
         PhiPreTrainedModel.__init__(self, config)
         self.model = TinyGPTVPhiModel(config)
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.lean_step = None
         self.post_init()
 
-AutoConfig.register("tinygptv_phi", TinyGPTVPhiConfig, exist_ok=True)
-AutoModelForCausalLM.register(TinyGPTVPhiConfig, TinyGPTVPhiForCausalLM, exist_ok=True)
+    @functools.wraps(PhiForCausalLM.forward, assigned=("__doc__",))   # its signature, for generate
+    def forward(self, *args, **kw):
+        step = self.lean_step
+        if step is not None and not args and step.applies(**kw): return step(**kw)
+        return super().forward(*args, **kw)
 
 # %% ../nbs/03_phi2_normalization.ipynb
 TRAINABLE_NORMS = ("input_layernorm", "post_layernorm", "q_layernorm", "k_layernorm",

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from .phi import is_trainable_norm
-from .model import TinyGPTV, TinyGPTVConfig
+from .model import StageSpec, TinyGPTV, TinyGPTVConfig
 
 # %% auto 0
-__all__ = ['TRAINABLE_GROUPS', 'STAGES', 'PAPER_NATIVE_SIZE', 'PARTS', 'StageSpec', 'get_stage', 'trainable_names', 'apply_stage',
-           'part_of', 'parameter_table', 'format_table', 'describe']
+__all__ = ['TRAINABLE_GROUPS', 'STAGES', 'PAPER_NATIVE_SIZE', 'PARTS', 'get_stage', 'trainable_names', 'apply_stage', 'part_of',
+           'parameter_table', 'format_table', 'describe']
 
 # %% ../nbs/07_stages.ipynb
 TRAINABLE_GROUPS = {
@@ -29,23 +29,6 @@ TRAINABLE_GROUPS = {
 }
 
 # %% ../nbs/07_stages.ipynb
-@dataclass(frozen=True)
-class StageSpec:
-    """One training stage: which parameter groups train, the image size, LoRA or not
-    (the prompt templates are in *Prompts*)."""
-    stage: int
-    name: str
-    image_size: int
-    lora: bool
-    train_qformer: bool = False
-    train_input_norms: bool = True   # Phi-2's input/final LayerNorm weights train too (the paper)
-
-    @property
-    def trainable(self) -> tuple[str, ...]:
-        norms = "norm_weights" if self.train_input_norms else "added_norm_weights"
-        return (("projection", norms) + (("lora",) if self.lora else ())
-                + (("qformer",) if self.train_qformer else ()))
-
 STAGES = {
     1: StageSpec(1, "warm-up", 224, lora=False),
     2: StageSpec(2, "pre-training", 224, lora=True),
@@ -86,7 +69,7 @@ def apply_stage(model: TinyGPTV, spec: StageSpec) -> TinyGPTV:
     if spec.lora: model.add_lora()
     train = set(trainable_names(model, spec))
     for n, p in model.named_parameters(): p.requires_grad_(n in train)
-    model.stage = spec
+    model.stage_spec = spec
     return model.train(model.training)   # re-applies eval mode to the parts that are now frozen
 
 # %% ../nbs/07_stages.ipynb
