@@ -125,10 +125,10 @@ def _title(nb) -> tuple[str, str]:
 nbs_json = {p.name: json.loads(p.read_text()) for p in files}
 titles = {n: _title(nb)[0] for n, nb in nbs_json.items() if n != "index.ipynb"}
 reference = {n for n, nb in nbs_json.items() if _title(nb)[1].startswith("Reference:")}
-headings = {n: {re.sub(r"[`*_]", "", l.lstrip("#").strip()) for c in nb["cells"] if c["cell_type"] == "markdown"
+headings = {n: {re.sub(r"[`*]", "", l.lstrip("#").strip()) for c in nb["cells"] if c["cell_type"] == "markdown"
                 for l in "".join(c["source"]).splitlines() if re.match(r"#{1,4} ", l)} for n, nb in nbs_json.items()}
-labels = {n: {m.group(1) for c in nb["cells"] if c["cell_type"] == "markdown"
-              for m in re.finditer(r"\*\*(Exercise[^*(.]*?)\s*[(.*]", "".join(c["source"]))} for n, nb in nbs_json.items()}
+labels = {n: {re.sub(r"[`*]", "", m.group(1)) for c in nb["cells"] if c["cell_type"] == "markdown"
+              for m in re.finditer(r"\*\*(Exercise[^*]*?)\.?\*\*", "".join(c["source"]))} for n, nb in nbs_json.items()}
 all_headings = set().union(*headings.values())
 INTERNAL = re.compile(r"spec §|\bthe spec\b|\bspecification\b|design[- ]notes|(?<![\w/#-])(?<!TinyGPT-V )(?<!upstream )"
                       r"(?<!upstream's )(?<!MiniGPT-4 )(?<!LLaVA )issues? #?\d+", re.I)
@@ -166,7 +166,7 @@ for plan in ("A 90-minute workshop", "A one-day class"):
         for nbname, sec in refs:
             n = nbname + ".ipynb"
             if n not in nbs_json: bad_slots.append(f"{plan}: {nbname} is not a notebook")
-            elif sec not in headings[n] and not any(l.startswith(sec) for l in labels[n]):
+            elif sec not in headings[n] and sec not in labels[n]:
                 bad_slots.append(f"{plan}: no section '{sec}' in {nbname}")
         if plan == "A one-day class" and not any(s.startswith("Exercise") for _, s in refs):
             parts_without_exercise.append(row.split("|")[1].strip())

@@ -1,4 +1,4 @@
-"""The GPU check (issue "Ready for the first GPU"): the library's own paths on a CUDA GPU, each a line.
+"""The GPU check (issue "Ready for the first GPU"): the library's paths on a CUDA GPU, a line each.
 
     .ci/gpu-check                 # on a CUDA machine: the paper-size checks (<= 8 min on one GPU)
     .ci/gpu-check --cpu-smoke     # anywhere: every check at tiny size on the CPU (<= 90 s)
@@ -10,11 +10,12 @@ Checks (each a function of `device`, `preset` and a step count, so the CPU smoke
                  max_txt_len); peak GPU memory against the paper's "24 GB to train".
   finetune       `tinygptv.finetune.finetune` of a random paper-size model folder on a small data
                  file of our own (before/after scoring included); peak GPU memory against 24 GB.
-  chat-<quant>   `Chat.load(folder, device, quant, vision)` and one question about a 448-px image,
-                 16 new tokens: decode tokens/s and peak GPU memory against the paper's "8 GB to run".
-  tiny-match     the tiny run's first 50 steps of stage 1 (`StageTrainConfig.tiny(1)`, the shipped tiny
-                 backbones, `tiny_readers`) on the CPU and on the device from the same seed: the mean
-                 of the last 10 losses within 2 % (relative), the curves' largest deviation shown.
+  chat-<quant>   `Chat.load(folder, device, quant, vision)` and one question about a 448-px
+                 image, 16 new tokens: decode tokens/s and peak GPU memory against the paper's
+                 "8 GB to run".
+  tiny-match     the tiny run's first 50 steps of stage 1 (`StageTrainConfig.tiny(1)`, the shipped
+                 tiny backbones, `tiny_readers`) on the CPU and on the device from the same seed:
+                 the mean of the last 10 losses within 2 % (relative), the largest deviation shown.
 
 Memory is `torch.cuda.max_memory_allocated` (reset before each check) on a GPU, the process's peak
 RSS (VmHWM, reset through /proc/self/clear_refs) on the CPU. At tiny size the paper's targets do not
@@ -24,6 +25,7 @@ when a check failed. The random paper-size model folder is written once under ru
 """
 
 import argparse, gc, json, math, os, shutil, sys, tempfile, time, traceback, warnings
+T_START = time.time()                    # the budget counts the imports too
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,9 +71,9 @@ class PeakMemory:
     process's peak RSS on the CPU (Linux's VmHWM, reset on entry through /proc/self/clear_refs)."""
     def __init__(self, device): self.cuda = _is_cuda(device)
     def __enter__(self):
-        gc.collect()
         if self.cuda:
-            torch.cuda.synchronize(); torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+            gc.collect(); torch.cuda.synchronize(); torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         else:
             try:
                 with open("/proc/self/clear_refs", "w") as f: f.write("5")
@@ -95,8 +97,8 @@ def _sync(device):
 
 
 def _free(device):
-    gc.collect()
-    if _is_cuda(device): torch.cuda.synchronize(); torch.cuda.empty_cache()
+    "Memory back to the GPU's pool (a collection takes a second in this big process: GPU only)."
+    if _is_cuda(device): gc.collect(); torch.cuda.synchronize(); torch.cuda.empty_cache()
 
 
 def precision(device) -> tuple[str, str]:
@@ -142,16 +144,17 @@ def _init_value(name: str, shape, g, device, dtype) -> torch.Tensor:
     return v.to(dtype)
 
 
-def random_model(preset: str, device, frozen_dtype: str, seed: int = 0):
-    """A TinyGPT-V of `preset`'s sizes with random weights, made on `device` one tensor at a time
-    (as `research/train_step_memory.py` and `bench.random_model_folder` do, without a file)."""
+def random_model(preset: str, device, frozen_dtype: str, stage: int = 1, seed: int = 0):
+    """A TinyGPT-V of `preset`'s sizes configured for `stage`, with random weights made on `device`
+    one tensor at a time (as `research/train_step_memory.py` and `bench.random_model_folder` do,
+    there on the CPU)."""
     from accelerate.utils import set_module_tensor_to_device
     from tinygptv.model import TinyGPTVConfig
     from tinygptv.stages import get_stage
     from tinygptv.synthetic import tiny_tokenizer
     from tinygptv.weights import empty_model
     cfg = TinyGPTVConfig.from_preset(preset, frozen_dtype=frozen_dtype)
-    model = empty_model(cfg, get_stage(1, native_size=cfg.vision.img_size))
+    model = empty_model(cfg, get_stage(stage, native_size=cfg.vision.img_size))
     g = torch.Generator(device=device).manual_seed(seed)
     for name, p in list(model.named_parameters()):
         set_module_tensor_to_device(model, name, device,
@@ -160,19 +163,24 @@ def random_model(preset: str, device, frozen_dtype: str, seed: int = 0):
     return model
 
 
-def model_folder(preset: str, dtype: str) -> tuple[Path, float]:
-    """A stage-4 model folder of `preset`'s sizes with random weights (`bench.random_model_folder`),
-    frozen parts in `dtype`: built once under runs/gpu-check/ (paper size) or in a temporary
-    folder (tiny). (folder, seconds it took to build, 0 when cached)."""
+def model_folder(preset: str, dtype: str, device="cpu") -> tuple[Path, float]:
+    """A stage-4 model folder of `preset`'s sizes with random weights, frozen parts in `dtype`: on a
+    GPU `random_model` on it, saved (`save_pretrained`; a minute faster than drawing 3.9 billion
+    numbers on the CPU), else `bench.random_model_folder`. Built once under runs/gpu-check/ (paper
+    size) or in a temporary folder (tiny). (folder, seconds it took to build, 0 when cached)."""
     from tinygptv.bench import random_model_folder
     from tinygptv.model import package_version
     base = CACHE if preset == "paper" else Path(_tmp())
     out = base / f"random-{preset}-stage4-{dtype}-{package_version()}"
     t = time.time()
-    if not (out / "model.safetensors").exists():
-        shutil.rmtree(out, ignore_errors=True)
-        random_model_folder(out, preset=preset, stage=4, dtype=dtype)
-    return out, (time.time() - t if (time.time() - t) > 1 else 0.0)
+    if (out / "model.safetensors").exists(): return out, 0.0
+    shutil.rmtree(out, ignore_errors=True)
+    if _is_cuda(device):
+        model = random_model(preset, device, dtype, stage=4)
+        model.save_pretrained(out)
+        del model; _free(device)
+    else: random_model_folder(out, preset=preset, stage=4, dtype=dtype)
+    return out, time.time() - t
 
 
 _TMP = []
@@ -200,16 +208,16 @@ class PaperShaped(torch.utils.data.Dataset):
 STAGE_KIND = {1: "caption", 2: "caption", 3: "detail", 4: "vqa"}
 
 
-def paper_stage_config(stage: int, model, device):
+def paper_stage_config(stage: int, model, device, max_batch: int | None = None):
     """The paper's stage `stage` (`StageTrainConfig.paper`): its batch size (the largest of the
-    stage's mixture, per GPU), image size and max_txt_len, in this device's precision; at tiny size
-    the tiny model's image size and a text length within its context."""
+    stage's mixture, per GPU; at most `max_batch`), image size and max_txt_len, in this device's
+    precision; at tiny size the tiny model's image size and a text length within its context."""
     from tinygptv.mixtures import MixtureEntry, STAGE_MIXTURES
     from tinygptv.stages import get_stage
     from tinygptv.train import StageTrainConfig
     mp, _ = precision(device)
     cfg = StageTrainConfig.paper(stage)
-    batch = max(e.batch_size for e in STAGE_MIXTURES[stage])
+    batch = min(max(e.batch_size for e in STAGE_MIXTURES[stage]), max_batch or 10**9)
     kw = dict(mixed_precision=mp, save_every=10**9, log_every=1,
               mixture=[MixtureEntry(f"paper_{STAGE_KIND[stage]}", 1, batch)])
     if model.cfg.vision.img_size != 224:       # tiny: its native size, its context
@@ -220,7 +228,7 @@ def paper_stage_config(stage: int, model, device):
 
 
 def run_steps(model, cfg, readers, device, steps: int, out: Path) -> tuple[list, list]:
-    "`steps` steps of the library's loop (`prepare_run`, `train_step`): (history, seconds per step)."
+    "`steps` steps of the library's loop (`prepare_run`, `train_step`): (history, s per step)."
     from tinygptv.train import prepare_run, train_step
     acc = accelerator_for(cfg, device)
     run = prepare_run(model, cfg, readers, out, acc)
@@ -232,7 +240,8 @@ def run_steps(model, cfg, readers, device, steps: int, out: Path) -> tuple[list,
             rec, _ = train_step(run, step)
             _sync(device); secs.append(time.perf_counter() - t); hist.append(rec)
     finally:
-        acc.free_memory(); del run, acc
+        if _is_cuda(device): acc.free_memory()      # its references; a collection, GPU only
+        del run, acc
         _free(device)
     return hist, secs
 
@@ -261,13 +270,15 @@ def _mem_text(mem: PeakMemory, peak: float) -> str:
 # ---------------------------------------------------------------------------------------------
 # check 1: a training step of each stage
 
-def check_train(device, preset: str = "paper", steps: int = 2, stage: int = 1) -> Result:
-    "One stage's training at the paper's batch, image size and text length; peak memory."
+def check_train(device, preset: str = "paper", steps: int = 2, stage: int = 1,
+                max_batch: int | None = None) -> Result:
+    """One stage's training at the paper's batch (at most `max_batch`), image size and text length;
+    peak memory."""
     t0 = time.time()
     mp, frozen = precision(device)
     model = random_model(preset, device, frozen)
     built = time.time() - t0
-    cfg = paper_stage_config(stage, model, device)
+    cfg = paper_stage_config(stage, model, device, max_batch)
     readers = {f"paper_{STAGE_KIND[stage]}":
                PaperShaped(STAGE_KIND[stage], model.tokenizer, cfg.max_txt_len)}
     with PeakMemory(device) as mem:          # from the model in memory on: weights included
@@ -310,8 +321,11 @@ def finetune_data(folder: Path, size: int, n_images: int = 8) -> Path:
     return path
 
 
-def check_finetune(device, preset: str = "paper", steps: int = 2) -> Result:
-    "`tinygptv.finetune.finetune` of a random model folder on a small data file; peak memory."
+def check_finetune(device, preset: str = "paper", steps: int = 2, batch_size: int = 16,
+                   n_images: int = 8) -> Result:
+    """`tinygptv.finetune.finetune` (`FinetuneSettings`' batch size unless `batch_size`) of a random
+    stage-4 model folder on `n_images` images' records, a quarter of the images held out and scored
+    before and after; peak memory."""
     t0 = time.time()
     try:
         from tinygptv.finetune import FinetuneSettings, finetune
@@ -322,11 +336,12 @@ def check_finetune(device, preset: str = "paper", steps: int = 2) -> Result:
         return Result("finetune", f"finetune trains on the accelerator make_accelerator picks, "
                       f"not {device}", "-", "SKIP", time.time() - t0)
     mp, frozen = precision(device)
-    folder, build_s = model_folder(preset, "float16" if _is_cuda(device) else "float32")
+    folder, build_s = model_folder(preset, "float16" if _is_cuda(device) else "float32", device)
     work = Path(_tmp()) / "finetune"
     shutil.rmtree(work, ignore_errors=True)
-    data = finetune_data(work / "data", 448 if preset == "paper" else 224)
-    s = FinetuneSettings(steps=steps, holdout=0.25, max_eval=4, save_every=10**6,
+    data = finetune_data(work / "data", 448 if preset == "paper" else 224, n_images)
+    s = FinetuneSettings(steps=steps, batch_size=batch_size, holdout=0.25, max_eval=4,
+                         save_every=10**6,
                          frozen_dtype=frozen if _is_cuda(device) else None)
     with PeakMemory(device) as mem:
         try:
@@ -338,11 +353,13 @@ def check_finetune(device, preset: str = "paper", steps: int = 2) -> Result:
     losses = [rep["loss"]["first"], rep["loss"]["last"]]
     target, status = _mem_verdict(peak, TRAIN_TARGET_GIB, _applies(device, preset), _finite(losses))
     mins = rep["minutes"]
-    measured = (f"{preset}, {rep['device']}, {rep['mixed_precision']} (frozen {frozen if _is_cuda(device) else 'float32'}), "
-                f"batch {rep['batch_size']}, {rep['image_size']} px, {rep['steps']} steps on "
-                f"{rep['records']['train']} records; loss {losses[0]:.3f} -> {losses[1]:.3f}; "
-                f"train {60 * mins['train']:.1f} s, scoring {60 * (mins['before'] + mins['after']):.1f}"
-                f" s; {_mem_text(mem, peak)}"
+    scoring = 60 * (mins["before"] + mins["after"])
+    measured = (f"{preset}, {rep['device']}, {rep['mixed_precision']} (frozen "
+                f"{frozen if _is_cuda(device) else 'float32'}), batch {rep['batch_size']}, "
+                f"{rep['image_size']} px, {rep['steps']} step(s) on {rep['records']['train']} "
+                f"records; "
+                f"loss {losses[0]:.3f} -> {losses[1]:.3f}; train {60 * mins['train']:.1f} s, "
+                f"scoring {scoring:.1f} s; {_mem_text(mem, peak)}"
                 + (f"; folder built in {build_s:.0f} s" if build_s else ""))
     shutil.rmtree(work, ignore_errors=True)
     return Result("finetune", measured, target, status, time.time() - t0)
@@ -371,17 +388,17 @@ def check_chat(device, preset: str = "paper", steps: int = 16, quant: str = "non
     from tinygptv.chat import Chat
     from tinygptv.synthetic import draw_scene, make_scene
     t0 = time.time()
-    folder, build_s = model_folder(preset, "float16" if _is_cuda(device) else "float32")
+    folder, build_s = model_folder(preset, "float16" if _is_cuda(device) else "float32", device)
     image = draw_scene(make_scene(0, size=448))
     with PeakMemory(device) as mem:
         t = time.time()
         chat = Chat.load(folder, device=device, quant=quant, vision=quant)
         _sync(device); load_s = time.time() - t
         clock = TokenClock(chat.model.llm, device)
-        t = time.time()
+        t = time.perf_counter()
         try: answer = chat.ask(QUESTION, image, max_new_tokens=steps, stop=False)
         finally: clock.remove()
-        ask_s = time.time() - t
+        ask_s = time.perf_counter() - t
         dtype = str(chat.model.llm.get_input_embeddings().weight.dtype).removeprefix("torch.")
         del chat; _free(device)
         peak = mem.gib()
@@ -396,7 +413,8 @@ def check_chat(device, preset: str = "paper", steps: int = 16, quant: str = "non
     measured = (f"{preset}, {device}, quant={quant} vision={quant} (Phi-2 embeddings {dtype}); "
                 f"load {load_s:.1f} s; first token {first:.2f} s; {n} tokens, decode "
                 f"{tok_s:.1f} tok/s; answer {ask_s:.1f} s ({len(answer)} chars); "
-                f"{_mem_text(mem, peak)}" + (f"; folder built in {build_s:.0f} s" if build_s else ""))
+                f"{_mem_text(mem, peak)}"
+                + (f"; folder built in {build_s:.0f} s" if build_s else ""))
     return Result(f"chat-{quant}", measured, target, "PASS" if ok else "FAIL", time.time() - t0)
 
 
@@ -404,16 +422,17 @@ def check_chat(device, preset: str = "paper", steps: int = 16, quant: str = "non
 # check 3: the tiny run on the device against the CPU
 
 def check_tiny_match(device, preset: str = "tiny", steps: int = 50, reference: str = "cpu",
-                     tol: float = MATCH_TOL) -> Result:
+                     tol: float = MATCH_TOL, batch_size: int | None = None) -> Result:
     """Stage 1 of the tiny run (`StageTrainConfig.tiny(1)`, `load_tiny_start`, `tiny_readers`),
-    `steps` steps on `reference` and on `device` from the same seed: the mean of the last 10
-    losses within `tol` (relative); the curves' largest deviation."""
+    `steps` steps on `reference` and on `device` from the same seed (batches of the preset's 32,
+    or `batch_size`): the mean of the last 10 losses within `tol` (relative); the curves' largest
+    deviation."""
     if preset != "tiny":
         raise ValueError("the tiny run is the tiny preset's: preset must be 'tiny'")
     from tinygptv.tiny_backbones import load_tiny_start
     from tinygptv.train import StageTrainConfig, tiny_readers
     t0 = time.time()
-    cfg = StageTrainConfig.tiny(1)
+    cfg = StageTrainConfig.tiny(1, **({"batch_size": batch_size} if batch_size else {}))
     curves, secs = {}, {}
     for k, dev in (("ref", reference), ("dev", device)):
         model = load_tiny_start()
@@ -427,7 +446,8 @@ def check_tiny_match(device, preset: str = "tiny", steps: int = 50, reference: s
     dmax = max(abs(x - y) for x, y in zip(a, b))
     imax = max(range(len(a)), key=lambda i: abs(a[i] - b[i]))
     ok = _finite(a) and _finite(b) and len(a) == len(b) == steps and rel <= tol
-    measured = (f"stage 1 of the tiny run, {steps} steps, {reference} vs {device}: loss "
+    measured = (f"stage 1 of the tiny run, {steps} steps of batch {cfg.batch_size}, {reference} vs "
+                f"{device}: loss "
                 f"{a[0]:.3f} -> {ma:.4f} vs {b[0]:.3f} -> {mb:.4f} (mean of the last {k}), "
                 f"|delta| {rel:.2%}; largest step deviation {dmax:.4f} at step {imax} "
                 f"({dmax / max(abs(a[imax]), 1e-12):.2%}); {secs['ref']:.1f} s vs "
@@ -441,15 +461,22 @@ def check_tiny_match(device, preset: str = "tiny", steps: int = 50, reference: s
 def plan(smoke: bool, steps: int | None, only: set) -> list[tuple[str, callable]]:
     "(name, thunk) for each check of the run: paper size on the GPU, or tiny size on the CPU."
     dev, preset = ("cpu", "tiny") if smoke else ("cuda", "paper")
-    train_steps, ft_steps = steps or 2, steps or 2
+    # the smoke: one step per stage (the paper's batch sizes), fine-tuning on 4 images, chat
+    # unquantized, 5 steps of the tiny run against themselves
+    train_steps = steps or (1 if smoke else 2)
     match_steps = steps or (5 if smoke else 50)
+    ft = dict(n_images=4) if smoke else {}
     quants = ["none"] if smoke else ["none", "bnb-int8", "bnb-nf4"]
-    checks = [(f"train-stage{s}", "train",
-               lambda s=s: check_train(dev, preset, train_steps, stage=s)) for s in (1, 2, 3, 4)]
-    checks.append(("finetune", "finetune", lambda: check_finetune(dev, preset, ft_steps)))
+    checks = [(f"train-stage{s}", "train", lambda s=s: check_train(dev, preset, train_steps, s))
+              for s in (1, 2, 3, 4)]
+    checks.append(("finetune", "finetune", lambda: check_finetune(dev, preset, train_steps, **ft)))
     checks += [(f"chat-{q}", "chat", lambda q=q: check_chat(dev, preset, 16, quant=q))
                for q in quants]
     checks.append(("tiny-match", "match", lambda: check_tiny_match(dev, "tiny", match_steps)))
+    known = {n for n, _, _ in checks} | {g for _, g, _ in checks}
+    if only - known:
+        raise SystemExit(f"--only: unknown {', '.join(sorted(only - known))}; known: "
+                         f"{', '.join(sorted(known))}")
     return [(n, f) for n, g, f in checks if not only or g in only or n in only]
 
 
@@ -459,7 +486,8 @@ def describe_device() -> str:
         return (f"{p.name}, {p.total_memory / 2**30:.0f} GiB, bf16 "
                 f"{'yes' if torch.cuda.is_bf16_supported() else 'no'}; torch {torch.__version__}, "
                 f"CUDA {torch.version.cuda}")
-    return f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads; torch {torch.__version__}"
+    return (f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads; torch "
+            f"{torch.__version__}")
 
 
 def main(argv=None) -> int:
@@ -482,11 +510,19 @@ def main(argv=None) -> int:
     import logging
     logging.disable(logging.WARNING)                   # one line per check; errors say why
     budget = BUDGET_S["smoke" if args.cpu_smoke else "gpu"]
+    if args.cpu_smoke: torch.set_num_threads(1)   # on a shared CPU, 2 threads wait 4x longer
+    checks = plan(args.cpu_smoke, args.steps, set(filter(None, args.only.split(","))))
+    t = time.time()
+    import tinygptv.chat, tinygptv.train, tinygptv.tiny_backbones  # noqa: F401  (timed apart)
     mode = "CPU smoke, tiny size" if args.cpu_smoke else "paper size"
-    print(f"gpu-check ({mode}) on {describe_device()}", flush=True)
-    t0, results = time.time(), []
-    for name, fn in plan(args.cpu_smoke, args.steps, set(filter(None, args.only.split(",")))):
+    print(f"gpu-check ({mode}) on {describe_device()}; tinygptv {tinygptv.__version__} imported in "
+          f"{time.time() - t:.0f} s", flush=True)
+    t0, results = T_START, []
+    for name, fn in checks:
         t = time.time()
+        if not args.cpu_smoke and t - t0 > budget:       # the GPU run stays within its budget
+            r = Result(name, f"not run: {t - t0:.0f} s spent of the {budget} s budget", "-", "SKIP")
+            results.append(r); print(r.line(), flush=True); continue
         try: r = fn()
         except Exception as e:
             oom = isinstance(e, torch.cuda.OutOfMemoryError)
@@ -494,7 +530,7 @@ def main(argv=None) -> int:
             r = Result(name, ("out of memory: " if oom else f"{type(e).__name__}: ") + msg, "-",
                        "FAIL", time.time() - t)
             traceback.print_exc(file=sys.stderr)
-            _free("cuda" if torch.cuda.is_available() else "cpu")
+        _free("cuda" if torch.cuda.is_available() else "cpu")   # the failure's frames are gone
         results.append(r)
         print(r.line(), flush=True)
     total = time.time() - t0

@@ -27,11 +27,13 @@ readme = "\n\n".join(parts) + "\n"
 
 # the course guide: .ci/course_guide.md with the measured run time of every notebook (nbs/timing.json)
 times = json.loads((root / "nbs" / "timing.json").read_text())
-rows = ["| notebook | what it builds | runs in |", "|---|---|---|"]
+rows, ref = ["| notebook | what it builds | runs in |", "|---|---|---|"], []
 for nbf in sorted((root / "nbs").glob("[0-9][0-9]_*.ipynb")):
     head = "".join(json.loads(nbf.read_text(encoding="utf-8"))["cells"][0]["source"]).splitlines()
     what = next((l[2:] for l in head if l.startswith("> ")), "")
-    rows.append(f"| `{nbf.stem}` | {what} | {times.get(nbf.stem, float('nan')):.0f} s |")
+    row = f"| `{nbf.stem}` | {what.removeprefix('Reference: ')} | {times.get(nbf.stem, float('nan')):.0f} s |"
+    (ref if what.startswith("Reference:") else rows).append(row)
+if ref: rows += ["| **Reference** | *after the course proper, outside the class plans* | |"] + ref
 guide = (root / ".ci" / "course_guide.md").read_text(encoding="utf-8").replace("{{timing_table}}", "\n".join(rows))
 
 # a part's time budget, `{{budget:NN-MM}}`: reading (prose at 150 words a minute, code at 10 lines a minute, counted),

@@ -5,7 +5,7 @@
 # %% auto 0
 __all__ = ['load_image', 'preprocess_images', 'load_tokenizer', 'TinyGPTV', 'TinyGPTVConfig', 'describe', 'GenerationSettings',
            'answer_questions', 'evaluate_synthetic', 'UpstreamFiles', 'convert', 'StageTrainConfig', 'train_stage',
-           'run_tiny', 'LoadSettings', 'load_for_inference', 'quantize_folder', 'Chat']
+           'load_tiny_trained', 'run_tiny', 'LoadSettings', 'load_for_inference', 'quantize_folder', 'Chat', 'finetune']
 
 # %% ../nbs/index.ipynb
 # The front door: `from tinygptv import TinyGPTV, Chat, ...` (exported from nbs/index.ipynb). Each name is
@@ -19,12 +19,14 @@ from .generate import GenerationSettings, answer_questions
 from .scoring import evaluate_synthetic
 from .convert import UpstreamFiles, convert
 from .train import StageTrainConfig, train_stage
+from .tiny_backbones import load_tiny_trained
 from .recipe import run_tiny
 from .quant import LoadSettings
 from .prequant import load_for_inference, quantize_folder
 from .chat import Chat
+from .finetune import finetune
 
 _all_ = ["load_image", "preprocess_images", "load_tokenizer", "TinyGPTV", "TinyGPTVConfig", "describe",
          "GenerationSettings", "answer_questions", "evaluate_synthetic", "UpstreamFiles", "convert",
-         "StageTrainConfig", "train_stage", "run_tiny", "LoadSettings", "load_for_inference",
-         "quantize_folder", "Chat"]
+         "StageTrainConfig", "train_stage", "load_tiny_trained", "run_tiny", "LoadSettings",
+         "load_for_inference", "quantize_folder", "Chat", "finetune"]

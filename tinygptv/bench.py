@@ -362,11 +362,12 @@ def _floor_marks(ax, rows, y):
     edge = 1.15 * max(max(dec), min(max(floor), 2.5 * max(dec)))
     ax.scatter([min(f, edge) for f in floor], y, marker="|", s=150, color="k",
                label="bandwidth floor")
-    for k, (d, f) in enumerate(zip(dec, floor)):
-        ax.annotate(f"{d:.1f} ({d / f:.0%})", (d, k), xytext=(3, 0), textcoords="offset points",
-                    va="center", fontsize=7)
-        if f > edge: ax.annotate(f"> {f:.0f}", (edge, k), ha="right", va="bottom", fontsize=6)
-    ax.set_xlim(0, 1.12 * edge)
+    for k, (d, f) in enumerate(zip(dec, floor)):                  # the label after bar and mark
+        ax.annotate(f"{d:.1f} ({d / f:.0%})", (max(d, min(f, edge)), k), xytext=(5, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+        if f > edge: ax.annotate(f"floor {f:.0f}", (edge, k), xytext=(0, 6),
+                                 textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(0, 1.45 * edge)
 
 # %% ../nbs/31_bench.ipynb
 def plot_bench(result, rss_target: float | None = RSS_TARGET_GIB):
@@ -375,20 +376,20 @@ def plot_bench(result, rss_target: float | None = RSS_TARGET_GIB):
     import matplotlib.pyplot as plt
     if not isinstance(result, dict): result = json.loads(Path(result).read_text())
     rows = result["rows"]; y = list(range(len(rows)))
-    fig, (mem, dec) = plt.subplots(1, 2, figsize=(9.5, 0.3 * len(rows) + 1.4), sharey=True)
+    fig, (mem, dec) = plt.subplots(1, 2, figsize=(10.5, 0.36 * len(rows) + 1.6), sharey=True)
     mem.barh(y, [r["rss_peak_gib"] for r in rows], color="tab:blue")
     for k, r in enumerate(rows):
-        mem.annotate(f"{r['rss_peak_gib']:.2f}", (r["rss_peak_gib"], k), xytext=(3, 0),
-                     textcoords="offset points", va="center", fontsize=7)
+        mem.annotate(f"{r['rss_peak_gib']:.2f}", (r["rss_peak_gib"], k), xytext=(-3, 0),
+                     textcoords="offset points", va="center", ha="right", fontsize=8, color="w")
     if rss_target:
         mem.axvline(rss_target, color="k", ls="--", lw=1, label=f"target {rss_target:g} GiB")
     mem.set_xlim(0, 1.2 * max([r["rss_peak_gib"] for r in rows] + [rss_target or 0]))
     dec.barh(y, [r["decode_tok_s"] for r in rows], color="tab:orange")
     _floor_marks(dec, rows, y)
     mem.set_yticks(y, [path_label(r) for r in rows], fontsize=8); mem.invert_yaxis()
-    mem.set_xlabel("peak RSS (GiB)"); mem.legend(fontsize=7, loc="best")
+    mem.set_xlabel("peak RSS (GiB)"); mem.legend(fontsize=8, loc="upper right")
     dec.set_xlabel("decode tokens/s (share of the floor)\n| marks the bandwidth floor", fontsize=9)
-    fig.suptitle(f"{result['preset']} sizes, {describe_cpu(result['cpu'])}", fontsize=8)
+    fig.suptitle(f"{result['preset']} sizes, {describe_cpu(result['cpu'])}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -397,8 +398,8 @@ FIRST_ANSWER_TARGET_S = 30    # our target: load + encode + 16 tokens, pre-quant
 _ISA_RANK = [("amx", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512", "AVX512"), ("avx2", "AVX2")]
 
 def _cpu_kind(r: dict) -> str:
-    "The kind of CPU a row stands for: `AVX2 only`, or the CPU's best instruction set, used whole."
-    if r.get("isa", "native") != "native": return f"{r['isa'].upper()} only"
+    "The kind of CPU a row stands for: `AVX2 only`, or the CPU's best instruction set; and the CPU."
+    if r.get("isa", "native") != "native": return f"{r['isa'].upper()} only ({r['cpu']['cpu']})"
     best = next((n for k, n in _ISA_RANK if r["cpu"].get(k)), "no AVX2")
     return f"{best} ({r['cpu']['cpu']})"
 

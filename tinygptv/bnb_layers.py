@@ -31,8 +31,8 @@ def nf4_linear(weight, bias, compute_dtype) -> nn.Module:
                         quant_type="nf4", compress_statistics=True, device="meta")
     # Blocks of 64 weights (bitsandbytes' default), or 32 when 64 does not divide the input width
     # (the tiny Phi's 160): bitsandbytes' AVX512 CPU kernels dequantize in blocks per row, so a
-    # block that spans two rows comes back wrong (25 % relative error instead of NF4's 9 %), and
-    # its AVX512-BF16 repacking fails ("shape '[160, 2]' is invalid")
+    # block that spans two rows comes back wrong (measured below), and its AVX512-BF16 repacking
+    # fails ("shape '[160, 2]' is invalid")
     bs = 64 if in_f % 64 == 0 or in_f % 32 else 32
     w16 = weight.to(torch.float16 if weight.dtype == torch.float32 else weight.dtype)
     q.weight = b.nn.Params4bit(w16, requires_grad=False, quant_type="nf4",

@@ -87,8 +87,8 @@ class UpstreamFiles:
 
 @dataclass
 class ConvertSettings:
-    """The model `convert` builds: a preset (`cfg` overrides it), the frozen weights' dtype, the LoRA
-    rank (None: the preset's) and the stage's upstream variants (*Stages*)."""
+    """The model `convert` builds: a preset (`cfg` overrides it), the frozen weights' dtype, the
+    LoRA rank (None: the preset's) and the stage's upstream variants (*Stages*)."""
     preset: str = "paper"
     frozen_dtype: str = "float16"
     lora_r: int | None = None
@@ -102,8 +102,8 @@ class ConvertSettings:
         return cfg
 
 # %% ../nbs/15_convert.ipynb
-def convert(files: UpstreamFiles | dict, stage: int, out=None, settings: ConvertSettings | None = None,
-            verbose: bool = True, **overrides) -> TinyGPTV:
+def convert(files: UpstreamFiles | dict, stage: int, out=None,
+            settings: ConvertSettings | None = None, verbose: bool = True, **overrides) -> TinyGPTV:
     """A TinyGPT-V for `stage` from upstream `files`; saved to `out` when given. `overrides` replace
     fields of `settings` (e.g. `preset="tiny"`)."""
     files = files if isinstance(files, UpstreamFiles) else UpstreamFiles(**files)
@@ -111,7 +111,7 @@ def convert(files: UpstreamFiles | dict, stage: int, out=None, settings: Convert
     cfg = s.model_config()
     spec = get_stage(stage, s.lora_in_stage1, s.train_qformer,
                      native_size=cfg.vision.img_size)                      # the encoder's own size
-    tokenizer = load_tokenizer(files.phi2)         # fail early: a Phi-2 folder carries its tokenizer
+    tokenizer = load_tokenizer(files.phi2)    # fail early: a Phi-2 folder carries its tokenizer
     model, sources = empty_model(cfg, spec), {}
     loaders = dict(phi2=load_phi2, eva=load_eva, blip2=load_blip2, minigpt4=load_minigpt4,
                    ckpt=load_stage_ckpt)

@@ -84,21 +84,24 @@ def attention_on_image(model, image, weights: torch.Tensor | None = None) -> np.
 def plot_attention(model, image, question: str | None = None, answer: str | None = None,
                    template: int = 4, n_queries: int = 6):
     """The photo, the maps of the first `n_queries` queries, and (with a question and answer, asked
-    in stage `template`'s template) what the answer looked at."""
+    in stage `template`'s template) what the answer looked at; four pictures a row."""
+    import textwrap
     import matplotlib.pyplot as plt
     img = load_image(image); maps = query_attention(model, img)
     n = n_queries + 1 + (answer is not None)
-    fig, axs = plt.subplots(1, n, figsize=(2 * n, 2.3), dpi=72)
-    axs[0].imshow(img); axs[0].set_title("photo", fontsize=8)
+    cols = min(n, 4); rows = -(-n // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.8 * rows), dpi=72, squeeze=False)
+    axs = axs.flatten()
+    axs[0].imshow(img); axs[0].set_title("photo", fontsize=10)
     for i in range(n_queries):
         grey = Image.fromarray((maps[i] / maps[i].max() * 255).byte().numpy()).resize(img.size)
         axs[i + 1].imshow(img); axs[i + 1].imshow(np.array(grey), alpha=.6, cmap="magma")
-        axs[i + 1].set_title(f"query {i}", fontsize=8)
+        axs[i + 1].set_title(f"query {i}", fontsize=10)
     if answer is not None:
         w = answer_attention(model, template, question, answer, img)
-        axs[-1].imshow(img)
-        axs[-1].imshow(attention_on_image(model, img, w), alpha=.6, cmap="magma")
-        axs[-1].set_title(f"answer {answer[:18]!r}", fontsize=8)
+        axs[n - 1].imshow(img)
+        axs[n - 1].imshow(attention_on_image(model, img, w), alpha=.6, cmap="magma")
+        axs[n - 1].set_title(textwrap.fill(f"the answer, {answer!r}", 26), fontsize=10)
     for a in axs: a.axis("off")
     fig.tight_layout()
     return fig

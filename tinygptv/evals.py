@@ -382,8 +382,7 @@ def _iou_plus1(a, b) -> float:
     inter = ix * iy
     area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)
     return inter / (area(a) + area(b) - inter)
-
-# %% ../nbs/30_evals.ipynb
+#| export
 def _score_upstream(kind: str, item: BenchItem, pred: str, rank: int | None) -> float:
     "Upstream's scoring of one raw prediction, quirks included (its eval_vqa.py, eval_ref.py)."
     if kind in ("exact", "synth"): return float(item.answers[0] in pred.lower())
@@ -643,7 +642,7 @@ def plot_results(results: dict, path=None):
     import numpy as np
     names = list(results); x = np.arange(len(names))
     modes = [m for m in SCORINGS if any(m in r for r in results.values())]
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 3), dpi=80)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names) + 2), 3.4), dpi=80)
     w = 0.8 / (len(modes) + 1)
     for k, m in enumerate(modes):
         ax.bar(x + k * w, [results[n].get(m, {}).get("score", 0) for n in names], w,
@@ -651,7 +650,8 @@ def plot_results(results: dict, path=None):
     paper = [(BENCHMARKS[n].paper if n in BENCHMARKS and BENCHMARKS[n].paper else 0) for n in names]
     ax.bar(x + len(modes) * w, paper, w, label="paper", color="gray")
     ax.set_xticks(x + w * len(modes) / 2, names, fontsize=8); ax.set_ylabel("score (%)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8, ncol=len(modes) + 1, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+              frameon=False)                          # above the bars, never over them
     fig.tight_layout()
     if path: fig.savefig(path); plt.close(fig)
     return fig

@@ -242,8 +242,14 @@ def _place(blob: Path, target: Path, sha256: str, ours: bool) -> str:
 # %% ../nbs/34_real_weights.ipynb
 def _fetch_hub(src: HubSource, out: Path, s: FetchSettings, prev: dict) -> dict:
     """Every file `src` wants: in place and unchanged since the last fetch, or downloaded into the
-    hub's cache, verified and linked into `out`. Records by path relative to `out`."""
-    commit, files = _listing(src, s)
+    hub's cache, verified and linked into `out`. Records by path relative to `out`. With the hub
+    out of reach, the files an earlier fetch placed, if all are unchanged."""
+    try: commit, files = _listing(src, s)
+    except FetchError as e:
+        mine = {k: r for k, r in prev.items()
+                if (r.get("repo"), r.get("revision")) == (src.repo, src.revision)}
+        if e.offline and mine and all(_unchanged(r, out / k) for k, r in mine.items()): return mine
+        raise
     got = {}
     for name in _select(src, files):
         target = out / src.dest / name
@@ -382,24 +388,30 @@ def fetch(stage: int, out, settings: FetchSettings | None = None,
     replace fields of `settings`. Returns the record."""
     s, out = replace(settings or FetchSettings(), **overrides), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    prev, sources, errors = _record(out).get("files", {}), plan(stage, manifest, s, parts), []
+    old, sources, errors = _record(out), plan(stage, manifest, s, parts), []
+    made = {"model": "model"} if convert or quantize else {}
+    if quantize: made["quantized"] = "model-int4"
+    for k, d in made.items():
+        if (out / d).exists() and old.get(k) != d: raise FetchError(
+            f"{out / d} is there already, not written by fetch; it was left as it is: move it away")
+    prev = old.get("files", {})
     files = dict(prev)
     for src in sources:
         try: files |= (_fetch_hub if isinstance(src, HubSource) else _fetch_url)(src, out, s, prev)
         except FetchError as e: errors.append(e)
-    rec = _record(out, {"format": 1, "stage": stage, "endpoint": hub_endpoint(s.endpoint),
-                        "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": not errors,
-                        "paths": {x.part: x.dest or x.patterns[0] for x in sources},
-                        "files": files})
+    rec = _record(out, {k: old[k] for k in ("model", "quantized") if k in old} | {
+        "format": 1, "stage": stage, "endpoint": hub_endpoint(s.endpoint), "complete": not errors,
+        "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files,
+        "paths": {x.part: x.dest or x.patterns[0] for x in sources}})
     if len(errors) == 1: raise errors[0]
     if errors: raise FetchError(f"{len(errors)} of {len(sources)} sources failed:\n" + "\n".join(
         f"  - {e}" for e in errors), offline=all(e.offline for e in errors))
-    if convert or quantize:
+    if made:
         cs = convert if isinstance(convert, ConvertSettings) else ConvertSettings()
         up = UpstreamFiles(**{part: out / p for part, p in rec["paths"].items()})
         convert_upstream(up, stage, out / "model", cs, verbose=False)
-        rec["model"] = "model"
+        rec["model"] = "model"; _record(out, rec)
     if quantize:
         quantize_folder(out / "model", out / "model-int4", quant="int4", vision="int8")
-        rec["quantized"] = "model-int4"
-    return _record(out, rec)
+        rec["quantized"] = "model-int4"; _record(out, rec)
+    return rec

@@ -61,8 +61,8 @@ def pixel_box_to_grid(box, width: int, height: int) -> tuple[int, int, int, int]
 _NUM = r"-?\d+(?:\.\d+)?"
 
 def parse_pixel_box(v) -> tuple[list | None, str | None]:
-    """(`[x1, y1, x2, y2]`, None) from a JSON list or a CSV cell (`10 20 30 40`, `[10, 20, 30, 40]`);
-    (None, what is wrong) otherwise."""
+    """(`[x1, y1, x2, y2]`, None) from a JSON list or a CSV cell (`10 20 30 40` or
+    `[10, 20, 30, 40]`); (None, what is wrong) otherwise."""
     if isinstance(v, str) and re.fullmatch(rf"\s*\[?\s*(?:{_NUM}[\s,;]*)*\]?\s*", v):
         v = [float(x) if "." in x else int(x) for x in re.findall(_NUM, v)]
     ok = (isinstance(v, list) and len(v) == 4
@@ -257,7 +257,8 @@ def record_turns(r: OwnRecord, task: str = "[vqa]", rng: random.Random | None = 
     """The turns `(instruction, answer)` a record trains: its question under its `task` (or the
     default `task`), its caption, its phrase as `[refer]`; `rng=None`: the first wording."""
     f, t = r.fields, None if rng else 0
-    if r.kind == "qa": return [(f"{f.get('task', task)} {f['question'].strip()}", f["answer"].strip())]
+    if r.kind == "qa":
+        return [(f"{f.get('task', task)} {f['question'].strip()}", f["answer"].strip())]
     if r.kind == "caption":
         return [(task_instruction("[caption]", rng=rng, template=t), f["caption"].strip())]
     if r.kind == "box":
@@ -343,8 +344,6 @@ class FinetuneSettings:
 def is_tiny(model: TinyGPTV) -> bool:
     "Whether `model` has the tiny preset's sizes."
     return model.cfg.llm.hidden_size == LLMConfig.tiny().hidden_size
-
-# %% ../nbs/33_finetune.ipynb
 def finetune_config(model: TinyGPTV, s: FinetuneSettings, n_train: int) -> StageTrainConfig:
     "Stage 4's training config for `n_train` records of your own, with settings `s`."
     steps = s.steps or min(s.max_steps, max(1, math.ceil(s.epochs * n_train / s.batch_size)))
@@ -390,11 +389,11 @@ def _settings(settings: FinetuneSettings | None, overrides: dict) -> FinetuneSet
     return s
 
 # %% ../nbs/33_finetune.ipynb
-def _before(model, scored: list[OwnRecord], s: FinetuneSettings, out: Path, resume: bool) -> dict:
+def _before(model, scored: list, s: FinetuneSettings, out: Path, resume: bool, progress) -> dict:
     "The held-out scores before training (kept in out/before.json: a resumed run reuses them)."
     f, ids = out / "before.json", [r.where for r in scored]
     if resume and f.exists() and (b := json.loads(f.read_text()))["records"] == ids: return b
-    b = {"records": ids, **(score_records(model, scored, s.task, s.eval_batch_size)
+    b = {"records": ids, **(score_records(model, scored, s.task, s.eval_batch_size, progress)
                             if scored else {"answers": [], "scores": {}})}
     f.write_text(json.dumps(b))
     return b
@@ -406,14 +405,16 @@ def _report(start, data, rep, s, cfg, parts, h, before, after, times, acc) -> di
     pick = lambda d: {x: d[x] for x in ("correct", "score", "interval")}
     q = lambda r: record_turns(r, s.task)[0]
     return {
-        "start": start if isinstance(start, str) else str(getattr(start, "folder", "TinyGPTV")),
+        "start": str((getattr(start, "folder", None) if isinstance(start, TinyGPTV) else start)
+                     or "a TinyGPTV"),
         "data": str(data), "format": rep.format, "task": s.task, "settings": asdict(s),
         "records": {"train": len(train), "heldout": len(held), "scored": len(scored),
                     "by_kind": rep.counts()},
         "images": {"train": len({r.path for r in train}), "heldout": len({r.path for r in held})},
         "steps": cfg.total_steps, "batch_size": cfg.batch_size, "lr": cfg.init_lr,
         "image_size": cfg.image_size, "mixed_precision": cfg.mixed_precision,
-        "loss": {"first": mean([x["loss"] for x in h[:k]]), "last": mean([x["loss"] for x in h[-k:]])},
+        "loss": {"first": mean([x["loss"] for x in h[:k]]),
+                 "last": mean([x["loss"] for x in h[-k:]])},
         "scores": {g: {"metric": v["metric"], "n": v["n"], "before": pick(before["scores"][g]),
                        "after": pick(v)} for g, v in after["scores"].items()},
         "examples": [{"image": r.image, "question": q(r)[0], "truth": q(r)[1], "before": b,
@@ -438,14 +439,14 @@ def finetune(start, data, out, settings: FinetuneSettings | None = None, resume:
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     acc = make_accelerator(cfg)
     apply_stage(model, cfg.spec).to(acc.device)
-    t0 = time.time(); before = _before(model, scored, s, out, resume); t1 = time.time()
+    t0 = time.time(); before = _before(model, scored, s, out, resume, progress); t1 = time.time()
     h = train_stage(model, cfg, {"own": OwnData(train, s.task)}, out, resume=resume,
                     progress=progress, accelerator=acc, stop_at=stop_at)["history"]
     t2 = time.time()
     if len(h) < cfg.total_steps:                     # stopped early: resume it later
         return {"stopped_at": len(h), "steps": cfg.total_steps, "model": model,
                 "resume_state": str(latest_resume_state(out / "resume"))}
-    after = (score_records(model, scored, s.task, s.eval_batch_size) if scored
+    after = (score_records(model, scored, s.task, s.eval_batch_size, progress) if scored
              else {"answers": [], "scores": {}})
     model.save_pretrained(out / "model")
     times = [("before", t0, t1), ("train", t1, t2), ("after", t2, time.time())]

@@ -93,7 +93,7 @@ def prefer_mmap(threshold: int = 1 << 20, trim: int | None = None):
     """Blocks of `threshold` bytes or more come from `mmap` and go back to the system when freed
     (glibc's `M_MMAP_THRESHOLD`; a no-op elsewhere). By default glibc raises that threshold after
     each large free, so the transient buffers of inference (dequantized weights, activations) then
-    stay in the heap and add to the peak: 0.43 GiB on the paper-size 4-bit path. `trim`: free
+    stay in the heap and add to the peak. `trim`: free
     memory the heap keeps at its top (`M_TRIM_THRESHOLD`) instead of handing it back at once.
     Process-wide; `load_quantized` calls it while loading."""
     try:
@@ -108,6 +108,6 @@ def heap_for_activations():
     """After loading a model whose layers dequantize nothing (torch's kernels), blocks under 32 MiB
     (a 448-px image's activations) are reused from the heap and up to 256 MiB of freed heap is
     kept: with `prefer_mmap`'s 1 MiB each activation is a fresh mapping whose pages fault in when
-    first written (a third of the paper-size ViT's time), and with less kept the heap's top goes
-    back to the system after each ViT block and faults in again (0.2-0.3 s of a 5 s image)."""
+    first written, and with less kept the heap's top goes back to the system after each ViT block
+    and faults in again (both measured in *CPU inference, in depth*)."""
     prefer_mmap(ACTIVATION_HEAP, 8 * ACTIVATION_HEAP)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_tiny_run.ipynb 4
 from __future__ import annotations
-import hashlib, json, shutil, subprocess, time
+import hashlib, json, shutil, subprocess, textwrap, time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -95,16 +95,16 @@ def report(metrics: dict) -> str:
 
 # %% ../nbs/22_tiny_run.ipynb
 def draw_examples(model, path, n: int = 8, split: str = "test"):
-    "A page of held-out questions with the model's answers, boxes drawn."
+    "A page of held-out questions with the model's answers, boxes drawn (text wrapped, never cut)."
     samples = [SyntheticDataset(k, split, n)[i]
                for i in range(n // 2) for k in ("refer", "vqa")][:n]
     answers = answer_questions(model, [s.turns[0][0] for s in samples], [s.image for s in samples],
                                4, EVAL_SETTINGS)
-    fig, axs = plt.subplots(2, n // 2, figsize=(2.4 * n // 2, 5.4), dpi=72)
+    fig, axs = plt.subplots(2, n // 2, figsize=(2.6 * n // 2, 7.2), dpi=72, squeeze=False)
     for ax, s, a in zip(axs.flat, samples, answers):
         ax.imshow(draw_answer(s.image, a)); ax.axis("off")
-        ax.set_title(f"{s.turns[0][0][-34:]}\n-> {a[:30]}\n(truth {s.turns[0][1][:24]})",
-                     fontsize=6)
+        lines = [s.turns[0][0], f"-> {a}", f"(truth {s.turns[0][1]})"]
+        ax.set_title("\n".join(textwrap.fill(t, 30) for t in lines), fontsize=8)
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
     return path
 

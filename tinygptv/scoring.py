@@ -106,7 +106,8 @@ def vqa_accuracy(pred: str, answers: list[str], mode: str = "correct") -> float:
 
 def upstream_okvqa_answer(generation: str) -> str:
     """What upstream's `eval_vqa.py` hands its evaluator for OK-VQA: the raw generation lowercased,
-    `<unk>` removed, stripped, cut at `###` (its split on "Assistant:" finds nothing once lowercased)."""
+    `<unk>` removed, stripped, cut at `###` (its split on "Assistant:" finds nothing once
+    lowercased)."""
     answer = generation.lower().replace("<unk>", "").strip().split("###")[0]
     return answer.split("Assistant:")[-1].strip()
 
@@ -144,20 +145,26 @@ def wilson_interval(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, c - h), min(1.0, c + h)
 
 # %% ../nbs/13_scoring.ipynb
+def _panel_lines(question: str, answers: dict, j: int, truth, width: int) -> list[str]:
+    "A panel's title: the question, each answer and the truth, wrapped at `width`, nothing cut."
+    lines = textwrap.wrap(question, width) or [""]
+    for k, v in answers.items(): lines += textwrap.wrap(f"{k}: {v[j]}", width) or [f"{k}:"]
+    if truth is not None: lines += textwrap.wrap(f"truth: {truth}", width)
+    return lines
+
 def plot_answers(images, questions, answers: dict, truths=None, draw: str | None = None,
                  size: float = 2.4):
-    """One panel per image: its question, then each labelled model's answer (and the truth); boxes
-    of `answers[draw]` drawn."""
-    n = len(images)
-    fig, axs = plt.subplots(1, n, figsize=(size * n, size + 0.35 * (len(answers) + 2)), dpi=72,
-                            squeeze=False)
+    """One panel per image: its question, then each labelled model's answer (and the truth), wrapped
+    to the panel's width; boxes of `answers[draw]` drawn."""
+    n, width = len(images), max(16, int(size * 15))
+    titles = [_panel_lines(questions[j], answers, j, None if truths is None else truths[j], width)
+              for j in range(n)]
+    rows = max(len(t) for t in titles)
+    fig, axs = plt.subplots(1, n, figsize=(size * n, size + 0.17 * rows), dpi=72, squeeze=False)
     for j, ax in enumerate(axs[0]):
         img = load_image(images[j])
         ax.imshow(draw_answer(img, answers[draw][j]) if draw else img); ax.axis("off")
-        lines = [textwrap.shorten(questions[j], 40)]
-        lines += [f"{k}: {textwrap.shorten(v[j], 34)}" for k, v in answers.items()]
-        if truths is not None: lines.append(f"truth: {textwrap.shorten(truths[j], 34)}")
-        ax.set_title("\n".join(lines), fontsize=7, loc="left")
+        ax.set_title("\n".join(titles[j]), fontsize=8, loc="left")
     fig.tight_layout()
     return fig
 

@@ -43,7 +43,7 @@ __all__ = ['log', 'QUIRKS', 'TINY_MIXTURES', 'TINY_STEPS', 'TINY_LR', 'PAPER_STA
 QUIRKS = {
     "stage4_min_lr": "stage 4's min_lr 8e-5 above its init_lr 1e-5 (the cosine then raises the LR)",
     "warmup_in_epoch": "the warm-up LR computed from the step within the epoch",
-    "lora_in_stage1": "LoRA created in stage 1 (upstream's lora_r default, issue #13)",
+    "lora_in_stage1": "LoRA created in stage 1 (upstream's lora_r default, TinyGPT-V issue #13)",
     "no_grad_clip": "no gradient clipping",
 }
 
@@ -134,7 +134,6 @@ def paper(cls: StageTrainConfig, stage: int, quirks=(), **kw) -> StageTrainConfi
                mixed_precision="fp16", grad_checkpointing=stage in (2, 4), save_every=1000,
                **{**v, **kw})
 
-# %% ../nbs/16_training.ipynb
 @patch(cls_method=True)
 def tiny(cls: StageTrainConfig, stage: int, scale: float = 1.0, **kw) -> StageTrainConfig:
     "The tiny preset's stage `stage` on the synthetic world; `scale` multiplies its steps."
@@ -160,7 +159,6 @@ def lr_at(cfg: StageTrainConfig, step: int) -> float:
     cos = 0.5 * (1 + math.cos(math.pi * step / cfg.total_steps))
     return (cfg.init_lr - cfg.min_lr) * cos + cfg.min_lr
 
-# %% ../nbs/16_training.ipynb
 def plot_lr(cfgs: dict, points: int = 400, title: str = ""):
     "The LR against the step, a panel per labelled config; a list of configs in a panel overlays."
     fig, axs = plt.subplots(1, len(cfgs), figsize=(3.2 * len(cfgs), 2.3), dpi=72, squeeze=False)
@@ -169,8 +167,8 @@ def plot_lr(cfgs: dict, points: int = 400, title: str = ""):
             xs = range(0, c.total_steps, max(1, c.total_steps // points))
             ax.plot(xs, [lr_at(c, x) for x in xs], label=", ".join(c.quirks) or "fixed")
         ax.set_title(label, fontsize=9); ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        if isinstance(cs, (list, tuple)): ax.legend(fontsize=7)
+        ax.tick_params(labelsize=8)
+        if isinstance(cs, (list, tuple)): ax.legend(fontsize=8)
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -404,7 +402,7 @@ def plot_history(history: list[dict], path=None, title: str = ""):
     ax.plot(steps, loss, alpha=.3, lw=.8); ax.plot(steps[k - 1:], smooth, lw=1.5)
     ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.set_title(title, fontsize=9)
     ax2 = ax.twinx(); ax2.plot(steps, [h["lr"] for h in history], "r:", lw=1)
-    ax2.set_ylabel("lr", color="r"); ax2.tick_params(labelsize=7)
+    ax2.set_ylabel("lr", color="r"); ax2.tick_params(labelsize=8)
     fig.tight_layout()
     if path is not None: fig.savefig(path); plt.close(fig)
     return fig
@@ -431,7 +429,6 @@ def _save_if_due(run: StageRun, step: int, total: int):
                               asdict(cfg), cfg.keep_states)
         acc.wait_for_everyone()
 
-# %% ../nbs/16_training.ipynb
 def _finish(run: StageRun, out_dir: Path):
     "Report skipped images; write `history.json` and `loss.png` (main process)."
     if run.loader.skipped and run.acc.is_main_process:
@@ -492,7 +489,6 @@ def build_readers(mixture, data_root) -> dict:
             raise ValueError(f"dataset {e.dataset!r} under {data_root} has no usable records")
     return readers
 
-# %% ../nbs/16_training.ipynb
 def train_stage_from(init, stage: int, data_root, out, quirks=(), resume: bool = False,
                      steps: int | None = None, progress: bool = True, **overrides) -> TinyGPTV:
     "Train paper stage `stage` from model folder `init` on the data in `data_root`; save out/model."

@@ -20,11 +20,18 @@ from safetensors import safe_open
 from timm.layers import resample_abs_pos_embed
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from .model import SAFETENSORS_DTYPES, StageSpec, TinyGPTV, TinyGPTVConfig, write_safetensors
+from .model import SAFETENSORS_DTYPES, StageSpec, TinyGPTV, TinyGPTVConfig
+from .model import write_safetensors
 from .phi import LLMConfig, is_trainable_norm
 from .lora import canonical_key
 from .stages import apply_stage, get_stage
 from .tokenizer import load_tokenizer
+
+class CheckpointError(ValueError):
+    """An upstream checkpoint file or Phi-2 folder that is not what it should be; the message names
+    the file and what was expected. (Our own model folders raise `ModelFolderError`.)"""
+
+_ST_DTYPES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 
 # %% auto 0
 __all__ = ['PHI_SIZE_FIELDS', 'BLIP2_IGNORED', 'MAY_START_FRESH', 'SOURCE_HINTS', 'CheckpointError', 'LazySafetensors',
@@ -33,13 +40,6 @@ __all__ = ['PHI_SIZE_FIELDS', 'BLIP2_IGNORED', 'MAY_START_FRESH', 'SOURCE_HINTS'
            'expected_targets', 'LoadReport', 'plan_load', 'empty_model', 'load_tensors', 'finish_load', 'load_phi2',
            'load_eva', 'load_blip2', 'load_minigpt4', 'ckpt_lora_rank', 'load_stage_ckpt', 'upstream_state_dict',
            'save_upstream', 'upstream_manifest']
-
-# %% ../nbs/14_weights.ipynb
-class CheckpointError(ValueError):
-    """An upstream checkpoint file or Phi-2 folder that is not what it should be; the message names
-    the file and what was expected. (Our own model folders raise `ModelFolderError`.)"""
-
-_ST_DTYPES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 
 # %% ../nbs/14_weights.ipynb
 class LazySafetensors(Mapping):
@@ -139,7 +139,6 @@ def phi2_config(llm: LLMConfig) -> dict:
                 resid_pdrop=llm.resid_pdrop, max_position_embeddings=llm.max_position_embeddings,
                 bos_token_id=llm.eos_token_id, eos_token_id=llm.eos_token_id)
 
-# %% ../nbs/14_weights.ipynb
 def _check_phi2_config(path: Path, llm: LLMConfig):
     "Raise unless `path`/config.json describes a transformers-format Phi of `llm`'s size."
     cfg_file = path / "config.json"
@@ -205,8 +204,8 @@ def fuse_qkv(q, k, v, heads: int) -> torch.Tensor:
 
 # %% ../nbs/14_weights.ipynb
 def model_key(model: TinyGPTV, canonical: str) -> str:
-    """The model's parameter name for a canonical name (`canonical_key`'s inverse): with LoRA, peft's
-    infix, `base_layer` and adapter name added."""
+    """The model's parameter name for a canonical name (`canonical_key`'s inverse): with LoRA,
+    peft's infix, `base_layer` and adapter name added."""
     if not canonical.startswith("llm.") or not model.has_lora: return canonical
     name = "llm.base_model.model." + canonical[4:]
     targets = "|".join(map(re.escape, model.cfg.lora.target_modules))
@@ -216,7 +215,6 @@ def model_key(model: TinyGPTV, canonical: str) -> str:
 
 _same = lambda t: t
 
-# %% ../nbs/14_weights.ipynb
 def phi2_rule(heads: int):
     def rule(key):
         m = re.fullmatch(r"(model\.layers\.\d+\.self_attn)\.query_key_value\.(weight|bias)", key)
@@ -393,7 +391,6 @@ def __str__(self: LoadReport):
                      for why, ks in reasons.items())
     return s
 
-# %% ../nbs/14_weights.ipynb
 def plan_load(model: TinyGPTV, shapes: Mapping, rule: Callable, source: str,
               expected: set[str]) -> tuple[list, LoadReport]:
     """Actions `(file_key, model_param, transform)` and the report of loading a file whose keys have
@@ -434,7 +431,6 @@ def load_tensors(model: TinyGPTV, tensors: Mapping, rule: Callable, source: str,
         set_module_tensor_to_device(model, name, device, value=fn(tensors[key]))
     return rep
 
-# %% ../nbs/14_weights.ipynb
 def _fresh(module: nn.Module, pname: str, param: torch.Tensor, path: str) -> torch.Tensor:
     if ".lora_B." in path: return torch.zeros(param.shape)
     if isinstance(module, nn.Linear):
@@ -706,7 +702,7 @@ def upstream_manifest(fmt: str, cfg: TinyGPTVConfig, peft_infix: bool = True,
                       peft_default: bool = True, lora: bool = True,
                       qformer: bool = False) -> dict[str, tuple]:
     """Key names and shapes of an upstream file (`phi2_fused`, `phi2_split`, `eva`, `blip2`,
-    `minigpt4`, `stage`), per the spec."""
+    `minigpt4`, `stage`), as upstream's files hold them."""
     if fmt in ("phi2_fused", "phi2_split"): return _manifest_phi2(cfg, fused=fmt == "phi2_fused")
     if fmt == "eva": return _manifest_eva(cfg)
     if fmt in ("blip2", "qformer"): return _manifest_qformer(cfg, blip2=fmt == "blip2")
