@@ -36,24 +36,41 @@ for nbf in sorted((root / "nbs").glob("[0-9][0-9]_*.ipynb")):
 if ref: rows += ["| **Reference** | *after the course proper, outside the class plans* | |"] + ref
 guide = (root / ".ci" / "course_guide.md").read_text(encoding="utf-8").replace("{{timing_table}}", "\n".join(rows))
 
-# a part's time budget, `{{budget:NN-MM}}`: reading (prose at 150 words a minute, code at 10 lines a minute, counted),
-# running every cell (measured, nbs/timing.json) and 10 minutes per exercise (the exercises are counted)
+# a part's time budget, `{{budget}}` in a row of the one-day plan: reading the sections and exercises the row names
+# (prose at 150 words a minute, code at 10 lines a minute, counted), running the part's notebooks (measured,
+# nbs/timing.json), and 15 minutes for each exercise the row names
 import re
-def budget(first: int, last: int) -> str:
-    words = lines = run = exercises = 0
-    for nbf in sorted((root / "nbs").glob("[0-9][0-9]_*.ipynb")):
-        if not first <= int(nbf.name[:2]) <= last: continue
-        cells = json.loads(nbf.read_text(encoding="utf-8"))["cells"]
-        md = " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-        words += len(md.split()); exercises += len(re.findall(r"\*\*Exercise", md))
-        lines += sum(len("".join(c["source"]).splitlines()) for c in cells if c["cell_type"] == "code"
-                     and not "".join(c["source"]).startswith("#| hide"))
-        run += times.get(nbf.stem, 0)
+def _cells(stem):
+    return json.loads((root / "nbs" / f"{stem}.ipynb").read_text(encoding="utf-8"))["cells"]
+def _section(cells, name):
+    "The cells of the section headed `name` (to the next heading of its level or higher), or of an exercise."
+    out, level = [], None
+    for c in cells:
+        src = "".join(c["source"]); head = re.match(r"(#{1,4}) (.*)", src.splitlines()[0]) if src else None
+        if head and level is not None and len(head[1]) <= level: break
+        if level is None and head and re.sub(r"[`*]", "", head[2].strip()) == name: level = len(head[1])
+        elif level is None and c["cell_type"] == "markdown" and f"**{name}" in re.sub(r"`", "", src):
+            level = 9                                    # an exercise: its text and its solution
+            out.append(c); continue
+        if level == 9 and c["cell_type"] == "markdown": break
+        if level is not None: out.append(c)
+    return out
+def budget(row: str) -> str:
+    refs = re.findall(r"`(\d\d_[a-z0-9_]+)` § ([^|;`]+?)\s*(?=[|;]|$)", row)
+    words = lines = 0
+    for stem, name in refs:
+        for c in _section(_cells(stem), name):
+            src = "".join(c["source"])
+            if c["cell_type"] == "markdown": words += len(src.split())
+            elif not src.startswith("#| hide"): lines += len(src.splitlines())
+    first, last = (int(x) for x in re.search(r"\| (\d\d)–(\d\d) \|", row).groups())
+    run = sum(v for k, v in times.items() if k[:2].isdigit() and first <= int(k[:2]) <= last)
+    exercises = sum(name.startswith("Exercise") for _, name in refs)
     read = words / 150 + lines / 10
-    total = read + run / 60 + 10 * exercises
+    total = read + run / 60 + 15 * exercises
     return (f"{5 * round(total / 5):.0f} min (reading {read:.0f}, running {run / 60:.0f}, "
-            f"{exercises} exercise{'s' * (exercises != 1)} × 10)")
-guide = re.sub(r"\{\{budget:(\d+)-(\d+)\}\}", lambda m: budget(int(m[1]), int(m[2])), guide)
+            f"{exercises} exercise{'s' * (exercises != 1)} × 15)")
+guide = "\n".join(l.replace("{{budget}}", budget(l)) if "{{budget}}" in l else l for l in guide.splitlines()) + "\n"
 
 outputs = {root / "README.md": readme, root / "nbs" / "README.md": guide}
 if "--check" in sys.argv:

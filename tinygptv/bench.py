@@ -382,7 +382,8 @@ def plot_bench(result, rss_target: float | None = RSS_TARGET_GIB):
         mem.annotate(f"{r['rss_peak_gib']:.2f}", (r["rss_peak_gib"], k), xytext=(-3, 0),
                      textcoords="offset points", va="center", ha="right", fontsize=8, color="w")
     if rss_target:
-        mem.axvline(rss_target, color="k", ls="--", lw=1, label=f"target {rss_target:g} GiB")
+        mem.axvline(rss_target, color="k", ls="--", lw=1, label=f"target {rss_target:g} GiB",
+                    zorder=0)                                   # behind the bars and their labels
     mem.set_xlim(0, 1.2 * max([r["rss_peak_gib"] for r in rows] + [rss_target or 0]))
     dec.barh(y, [r["decode_tok_s"] for r in rows], color="tab:orange")
     _floor_marks(dec, rows, y)

@@ -108,6 +108,6 @@ def heap_for_activations():
     """After loading a model whose layers dequantize nothing (torch's kernels), blocks under 32 MiB
     (a 448-px image's activations) are reused from the heap and up to 256 MiB of freed heap is
     kept: with `prefer_mmap`'s 1 MiB each activation is a fresh mapping whose pages fault in when
-    first written, and with less kept the heap's top goes back to the system after each ViT block
-    and faults in again (both measured in *CPU inference, in depth*)."""
+    first written, and with less kept the heap's top can go back to the system after a ViT block
+    and fault in again (both measured in *CPU inference, in depth*)."""
     prefer_mmap(ACTIVATION_HEAP, 8 * ACTIVATION_HEAP)

@@ -19,7 +19,7 @@ from .generate import EVAL_SETTINGS, GenerationSettings, answer_questions
 # %% auto 0
 __all__ = ['VQA_MODES', 'process_punctuation', 'process_digit_article', 'clean_answer', 'normalize_answer', 'vqa_accuracy',
            'upstream_okvqa_answer', 'exact_match', 'box_iou', 'refer_hit', 'wilson_interval', 'plot_answers',
-           'answer_losses', 'heldout_loss', 'evaluate_synthetic']
+           'answers_beside', 'answer_losses', 'heldout_loss', 'evaluate_synthetic']
 
 # %% ../nbs/13_scoring.ipynb
 _CONTRACTIONS = {  # vqaEval.py's contraction table, verbatim (its capitalised keys included)
@@ -165,6 +165,23 @@ def plot_answers(images, questions, answers: dict, truths=None, draw: str | None
         img = load_image(images[j])
         ax.imshow(draw_answer(img, answers[draw][j]) if draw else img); ax.axis("off")
         ax.set_title("\n".join(titles[j]), fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/13_scoring.ipynb
+def answers_beside(rows, width: int = 62, fontsize: int = 9):
+    """One row per scene: its images `[(title, image), ...]`, then its lines of text (questions,
+    answers, truths) wrapped beside them, so that no answer is cut."""
+    texts = ["\n".join(textwrap.fill(l.replace("\n", "↵"), width, subsequent_indent="    ")
+                       for l in lines) for _, lines in rows]
+    heights = [max(1.7, 0.16 * (t.count("\n") + 1) + 0.3) for t in texts]
+    k = len(rows[0][0])
+    fig, axs = plt.subplots(len(rows), k + 1, figsize=(1.7 * k + 5.6, sum(heights)), dpi=72,
+                            width_ratios=[1] * k + [2.9], height_ratios=heights, squeeze=False)
+    for row, (ims, _), text in zip(axs, rows, texts):
+        for ax, (title, im) in zip(row, ims): ax.imshow(im); ax.set_title(title, fontsize=fontsize)
+        row[-1].text(0, 1, text, va="top", fontsize=fontsize, transform=row[-1].transAxes)
+        for ax in row: ax.axis("off")
     fig.tight_layout()
     return fig
 
