@@ -5,7 +5,7 @@
 # %% ../nbs/31_bench.ipynb 3
 from __future__ import annotations
 import json, os, resource, subprocess, sys, time, warnings
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,7 +14,7 @@ from accelerate.utils import set_module_tensor_to_device
 from .vision import preprocess_images
 from .tokenizer import build_inputs
 from .model import TinyGPTVConfig
-from .generate import GrowingCache
+from .generate import GrowingCache, settings_with
 from .stages import get_stage
 from .prompts import render
 from .synthetic import draw_scene, make_scene, tiny_tokenizer
@@ -274,11 +274,7 @@ class BenchSettings:
 
 def bench_settings(settings: BenchSettings | None = None, **overrides) -> BenchSettings:
     "`settings` (or the defaults) with `overrides`, any of its fields; another name is an error."
-    names = [f.name for f in fields(BenchSettings)]
-    if bad := [k for k in overrides if k not in names]:
-        raise TypeError(f"unknown bench setting {', '.join(bad)}; the settings are "
-                        f"{', '.join(names)}")
-    return replace(settings or BenchSettings(), **overrides)
+    return settings_with(settings, BenchSettings, **overrides)
 
 # %% ../nbs/31_bench.ipynb
 def run_bench(out, settings: BenchSettings | None = None, **overrides) -> list[dict]:

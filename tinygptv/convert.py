@@ -5,7 +5,7 @@
 # %% ../nbs/15_convert.ipynb 3
 from __future__ import annotations
 import hashlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -13,6 +13,7 @@ import torch
 from .model import TinyGPTV, TinyGPTVConfig
 from .lora import LoraSettings
 from .stages import get_stage
+from .generate import settings_with
 from .tokenizer import load_tokenizer
 from .weights import (MAY_START_FRESH, CheckpointError, empty_model, finish_load,
                               load_blip2, load_eva, load_minigpt4, load_phi2, load_stage_ckpt,
@@ -107,7 +108,7 @@ def convert(files: UpstreamFiles | dict, stage: int, out=None,
     """A TinyGPT-V for `stage` from upstream `files`; saved to `out` when given. `overrides` replace
     fields of `settings` (e.g. `preset="tiny"`)."""
     files = files if isinstance(files, UpstreamFiles) else UpstreamFiles(**files)
-    s = replace(settings or ConvertSettings(), **overrides)
+    s = settings_with(settings, ConvertSettings, **overrides)
     cfg = s.model_config()
     spec = get_stage(stage, s.lora_in_stage1, s.train_qformer,
                      native_size=cfg.vision.img_size)                      # the encoder's own size

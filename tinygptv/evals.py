@@ -5,7 +5,7 @@
 # %% ../nbs/30_evals.ipynb 3
 from __future__ import annotations
 import json, math, os, re, shutil, warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,7 +18,7 @@ from .prompts import cut_answer, parse_box, render
 from .datasets import REFER_SPLITBY, Sample, _json, _need, read_refs
 from .synthetic import SyntheticDataset
 from .convert import weights_sha256
-from .generate import GenerationSettings, answer_questions
+from .generate import GenerationSettings, answer_questions, settings_with
 from .scoring import (answer_losses, box_iou, exact_match, normalize_answer, refer_hit,
                               upstream_okvqa_answer, vqa_accuracy)
 
@@ -570,11 +570,7 @@ class EvalSettings:
 
 def eval_settings(settings: EvalSettings | None = None, **overrides) -> EvalSettings:
     "`settings` (or the defaults) with `overrides`, any of its fields; another name is an error."
-    names = [f.name for f in fields(EvalSettings)]
-    if bad := [k for k in overrides if k not in names]:
-        raise TypeError(f"unknown evaluation setting {', '.join(bad)}; the settings are "
-                        f"{', '.join(names)}")
-    return replace(settings or EvalSettings(), **overrides)
+    return settings_with(settings, EvalSettings, **overrides)
 
 # %% ../nbs/30_evals.ipynb
 def evaluate(model, benches, root=None, out=None, settings: EvalSettings | None = None,

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from .model import HubError, hub_endpoint, hub_error
 from .convert import ConvertSettings, UpstreamFiles, convert as convert_upstream
 from .prequant import quantize_folder
+from .generate import settings_with
 
 # %% auto 0
 __all__ = ['PHI2_REV', 'CKPT_REV', 'CKPT_FIRST', 'LAVIS_URL', 'MANIFEST', 'STAGE_PARTS', 'LAVIS_ENV', 'RECORD', 'Known',
@@ -386,7 +387,7 @@ def fetch(stage: int, out, settings: FetchSettings | None = None,
     `convert` (True: the paper's `ConvertSettings`), write the model folder `out/model`, and with
     `quantize` the pre-quantized `out/model-int4` (Phi-2 int4, the vision side int8). `overrides`
     replace fields of `settings`. Returns the record."""
-    s, out = replace(settings or FetchSettings(), **overrides), Path(out)
+    s, out = settings_with(settings, FetchSettings, **overrides), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     old, sources, errors = _record(out), plan(stage, manifest, s, parts), []
     made = {"model": "model"} if convert or quantize else {}

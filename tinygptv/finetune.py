@@ -17,7 +17,7 @@ from .stages import apply_stage, get_stage
 from .prompts import box_to_grid, format_box, task_instruction
 from .datasets import Conversation, Reader, Sample, image_problem, image_size
 from .mixtures import MixtureEntry
-from .generate import EVAL_SETTINGS, answer_questions
+from .generate import EVAL_SETTINGS, answer_questions, settings_with
 from .scoring import exact_match, refer_hit, wilson_interval
 from .train import (PAPER_STAGES, TINY_LR, StageTrainConfig, latest_resume_state,
                             make_accelerator, train_stage)
@@ -380,11 +380,7 @@ def load_start(start, frozen_dtype: str | None = None) -> TinyGPTV:
     return model
 
 def _settings(settings: FinetuneSettings | None, overrides: dict) -> FinetuneSettings:
-    known = FinetuneSettings.__dataclass_fields__
-    bad = [k for k in overrides if k not in known]
-    if bad: raise TypeError(f"unknown setting(s) {', '.join(bad)}; the settings are "
-                            f"{', '.join(known)}")
-    s = replace(settings or FinetuneSettings(), **overrides)
+    s = settings_with(settings, FinetuneSettings, **overrides)
     check_task(s.task)
     return s
 

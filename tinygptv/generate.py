@@ -5,7 +5,7 @@
 # %% ../nbs/09_generation.ipynb 3
 from __future__ import annotations
 import logging, re, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +23,9 @@ from .prompts import cut_answer, render, stop_strings
 log = logging.getLogger("tinygptv.generate")
 
 # %% auto 0
-__all__ = ['log', 'EVAL_SETTINGS', 'GenerationSettings', 'GrowingLayer', 'GrowingCache', 'generate', 'decode_answers',
-           'answer_prompts', 'answer_questions', 'rotation_matrix', 'LeanDecode', 'lean_decode', 'check_lean_decode']
+__all__ = ['log', 'EVAL_SETTINGS', 'GenerationSettings', 'settings_with', 'GrowingLayer', 'GrowingCache', 'generate',
+           'decode_answers', 'answer_prompts', 'answer_questions', 'rotation_matrix', 'LeanDecode', 'lean_decode',
+           'check_lean_decode']
 
 # %% ../nbs/09_generation.ipynb
 @dataclass
@@ -54,6 +55,16 @@ class GenerationSettings:
 
 # greedy, short, no penalty: how answers are scored
 EVAL_SETTINGS = GenerationSettings(max_new_tokens=24, repetition_penalty=1.0)
+
+# %% ../nbs/09_generation.ipynb
+def settings_with(settings, cls, **overrides):
+    """`settings` (or `cls()`, the defaults) with `overrides` replacing fields: how every settings
+    object of the library takes keyword overrides. A name that is not a field is an error."""
+    names = [f.name for f in fields(cls)]
+    if bad := [k for k in overrides if k not in names]:
+        raise TypeError(f"unknown {cls.__name__} field(s) {', '.join(bad)}; its fields are "
+                        f"{', '.join(names)}")
+    return replace(settings or cls(), **overrides)
 
 # %% ../nbs/09_generation.ipynb
 class GrowingLayer(DynamicLayer):

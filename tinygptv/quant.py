@@ -19,7 +19,7 @@ from .lora import adapter_key, canonical_key
 from .model import TinyGPTV, read_folder
 from .weights import (CheckpointError, LazySafetensors, empty_model, finish_load,
                               load_tensors, plan_load)
-from .generate import lean_decode
+from .generate import lean_decode, settings_with
 from .hardware import (cpu_dtype, cpu_features, heap_for_activations, pick_device,
                                prefer_mmap, release_memory)
 from .qlayers import Int4Linear, Int8Linear, Int8WeightLinear, int4_group
@@ -142,7 +142,7 @@ def load_settings(settings: LoadSettings | None = None, **overrides) -> LoadSett
         warnings.warn("vision='stream' is now stream_vision=True (the vision side unquantized, its "
                       "blocks read as they run)", FutureWarning, stacklevel=3)
         overrides.update(vision="none", stream_vision=True)
-    return replace(settings or LoadSettings(), **overrides)
+    return settings_with(settings, LoadSettings, **overrides)
 
 # %% ../nbs/27_quantization.ipynb
 def llm_linear_names(model: TinyGPTV) -> list[str]:
