@@ -10,6 +10,7 @@ Checks (each a function of `device`, `preset` and a step count, so the CPU smoke
                  max_txt_len); peak GPU memory against the paper's "24 GB to train".
   finetune       `tinygptv.finetune.finetune` of a random paper-size model folder on a small data
                  file of our own (before/after scoring included); peak GPU memory against 24 GB.
+  finetune-bnb-nf4   the same over an NF4 frozen base (`base_quant="bnb-nf4"`, QLoRA-style).
   chat-<quant>   `Chat.load(folder, device, quant, vision)` and one question about a 448-px
                  image, 16 new tokens: decode tokens/s and peak GPU memory against the paper's
                  "8 GB to run".
@@ -322,18 +323,18 @@ def finetune_data(folder: Path, size: int, n_images: int = 8) -> Path:
 
 
 def check_finetune(device, preset: str = "paper", steps: int = 2, batch_size: int = 16,
-                   n_images: int = 8) -> Result:
+                   n_images: int = 8, base_quant: str = "none") -> Result:
     """`tinygptv.finetune.finetune` (`FinetuneSettings`' batch size unless `batch_size`) of a random
     stage-4 model folder on `n_images` images' records, a quarter of the images held out and scored
-    before and after; peak memory."""
-    t0 = time.time()
+    before and after, Phi-2's frozen linears as `base_quant` while training; peak memory."""
+    t0, name = time.time(), "finetune" + ("" if base_quant == "none" else f"-{base_quant}")
     try:
         from tinygptv.finetune import FinetuneSettings, finetune
     except ImportError as e:
-        return Result("finetune", f"tinygptv.finetune not importable ({e})",
+        return Result(name, f"tinygptv.finetune not importable ({e})",
                       f"peak <= {TRAIN_TARGET_GIB:g} GiB", "SKIP", time.time() - t0)
     if _is_cuda(device) != torch.cuda.is_available():
-        return Result("finetune", f"finetune trains on the accelerator make_accelerator picks, "
+        return Result(name, f"finetune trains on the accelerator make_accelerator picks, "
                       f"not {device}", "-", "SKIP", time.time() - t0)
     mp, frozen = precision(device)
     folder, build_s = model_folder(preset, "float16" if _is_cuda(device) else "float32", device)
@@ -341,7 +342,7 @@ def check_finetune(device, preset: str = "paper", steps: int = 2, batch_size: in
     shutil.rmtree(work, ignore_errors=True)
     data = finetune_data(work / "data", 448 if preset == "paper" else 224, n_images)
     s = FinetuneSettings(steps=steps, batch_size=batch_size, holdout=0.25, max_eval=4,
-                         save_every=10**6,
+                         save_every=10**6, base_quant=base_quant,
                          frozen_dtype=frozen if _is_cuda(device) else None)
     with PeakMemory(device) as mem:
         try:
@@ -355,14 +356,15 @@ def check_finetune(device, preset: str = "paper", steps: int = 2, batch_size: in
     mins = rep["minutes"]
     scoring = 60 * (mins["before"] + mins["after"])
     measured = (f"{preset}, {rep['device']}, {rep['mixed_precision']} (frozen "
-                f"{frozen if _is_cuda(device) else 'float32'}), batch {rep['batch_size']}, "
+                f"{frozen if _is_cuda(device) else 'float32'}, base {base_quant}), "
+                f"batch {rep['batch_size']}, "
                 f"{rep['image_size']} px, {rep['steps']} step(s) on {rep['records']['train']} "
                 f"records; "
                 f"loss {losses[0]:.3f} -> {losses[1]:.3f}; train {60 * mins['train']:.1f} s, "
                 f"scoring {scoring:.1f} s; {_mem_text(mem, peak)}"
                 + (f"; folder built in {build_s:.0f} s" if build_s else ""))
     shutil.rmtree(work, ignore_errors=True)
-    return Result("finetune", measured, target, status, time.time() - t0)
+    return Result(name, measured, target, status, time.time() - t0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,7 +471,9 @@ def plan(smoke: bool, steps: int | None, only: set) -> list[tuple[str, callable]
     quants = ["none"] if smoke else ["none", "bnb-int8", "bnb-nf4"]
     checks = [(f"train-stage{s}", "train", lambda s=s: check_train(dev, preset, train_steps, s))
               for s in (1, 2, 3, 4)]
-    checks.append(("finetune", "finetune", lambda: check_finetune(dev, preset, train_steps, **ft)))
+    checks += [("finetune" + ("" if b == "none" else f"-{b}"), "finetune",
+                lambda b=b: check_finetune(dev, preset, train_steps, base_quant=b, **ft))
+               for b in ("none", "bnb-nf4")]
     checks += [(f"chat-{q}", "chat", lambda q=q: check_chat(dev, preset, 16, quant=q))
                for q in quants]
     checks.append(("tiny-match", "match", lambda: check_tiny_match(dev, "tiny", match_steps)))

@@ -24,7 +24,7 @@ from .bench import PATHS, BenchSettings, bench_table, parse_paths, run_bench
 from .quant import QUANT_MODES, RENAMED_MODES, LoadSettings, is_prequantized
 from .prequant import PREQUANT_MODES, quantize_folder
 from .demo import serve_demo
-from .finetune import FinetuneSettings, finetune, report_own_data
+from .finetune import BASE_QUANTS, FinetuneSettings, finetune, report_own_data
 from .fetch import CKPT_REV, LAVIS_ENV, LAVIS_URL, MANIFEST, PHI2_REV, FetchSettings, fetch
 
 # %% auto 0
@@ -301,12 +301,15 @@ def _finetune_args(f):
     f.add_argument("--holdout", type=float, default=d.holdout,
                    help="share of the images held out, scored before and after")
     f.add_argument("--seed", type=int, default=d.seed, help="held-out images, sample order")
+    f.add_argument("--base-quant", default=d.base_quant, choices=BASE_QUANTS,
+                   help="Phi-2's frozen layers while training (QLoRA: bnb-nf4)")
     f.add_argument("--resume", action="store_true", help="continue from the newest resume state")
 
 @command("finetune", "train what stage 4 trains on your own data; before/after scores, a model folder",
          _finetune_args)
 def _finetune(args):
-    kw = {k: getattr(args, k) for k in ("task", "steps", "lr", "batch_size", "holdout", "seed")}
+    kw = {k: getattr(args, k) for k in ("task", "steps", "lr", "batch_size", "holdout", "seed",
+                                       "base_quant")}
     r = finetune(args.model, args.data, args.out, resume=args.resume, **kw)
     for g, v in r["scores"].items():
         b, a = v["before"], v["after"]

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .vision import MAX_PIXELS
 from .model import TinyGPTV
@@ -17,6 +18,7 @@ from .stages import apply_stage, get_stage
 from .prompts import box_to_grid, format_box, task_instruction
 from .datasets import Conversation, Reader, Sample, image_problem, image_size
 from .mixtures import MixtureEntry
+from .quant import QUANT_MODES, llm_linear_names, quantized_linear
 from .generate import EVAL_SETTINGS, answer_questions, settings_with
 from .scoring import exact_match, refer_hit, wilson_interval
 from .train import (PAPER_STAGES, TINY_LR, StageTrainConfig, latest_resume_state,
@@ -24,10 +26,10 @@ from .train import (PAPER_STAGES, TINY_LR, StageTrainConfig, latest_resume_state
 from .tiny_backbones import load_tiny_trained
 
 # %% auto 0
-__all__ = ['KINDS', 'COLUMNS', 'KIND_NAMES', 'TASK_RE', 'IMAGE_WHY', 'check_task', 'OwnRecord', 'pixel_box_to_grid',
-           'parse_pixel_box', 'OwnDataReport', 'OwnDataError', 'check_own_data', 'report_own_data', 'LlavaTurns',
-           'record_turns', 'OwnData', 'split_holdout', 'group_of', 'score_records', 'FinetuneSettings', 'is_tiny',
-           'finetune_config', 'load_start', 'finetune']
+__all__ = ['KINDS', 'COLUMNS', 'KIND_NAMES', 'TASK_RE', 'IMAGE_WHY', 'BASE_QUANTS', 'check_task', 'OwnRecord',
+           'pixel_box_to_grid', 'parse_pixel_box', 'OwnDataReport', 'OwnDataError', 'check_own_data', 'report_own_data',
+           'LlavaTurns', 'record_turns', 'OwnData', 'split_holdout', 'group_of', 'score_records', 'FinetuneSettings',
+           'is_tiny', 'finetune_config', 'check_base_quant', 'quantize_base', 'restore_base', 'load_start', 'finetune']
 
 # %% ../nbs/33_finetune.ipynb
 KINDS = {"qa": ("question", "answer"), "caption": ("caption",), "box": ("phrase", "box")}
@@ -339,6 +341,7 @@ class FinetuneSettings:
     mixed_precision: str | None = None    # None: bf16 (else fp16) autocast on a GPU; none on CPU
     grad_checkpointing: bool = False      # in Phi-2: less memory for the paper-size model
     frozen_dtype: str | None = None       # a start folder's frozen weights cast to this dtype
+    base_quant: str = "none"              # Phi-2's frozen linears in training: BASE_QUANTS
     save_every: int = 100                 # steps between resume states
 
 def is_tiny(model: TinyGPTV) -> bool:
@@ -361,6 +364,44 @@ def finetune_config(model: TinyGPTV, s: FinetuneSettings, n_train: int) -> Stage
         grad_checkpointing=s.grad_checkpointing, log_every=max(1, min(10, steps // 10)))
 
 # %% ../nbs/33_finetune.ipynb
+BASE_QUANTS = ("none",) + tuple(n for n, m in QUANT_MODES.items() if m.bitsandbytes)
+
+def check_base_quant(mode: str) -> str:
+    "`mode` if `finetune` can train over it, else a ValueError naming the choices."
+    if mode not in BASE_QUANTS:
+        raise ValueError(f"base_quant {mode!r}: expected one of {', '.join(BASE_QUANTS)}")
+    return mode
+
+def _compute_dtype(device: torch.device) -> torch.dtype:
+    if device.type != "cuda": return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+def quantize_base(model: TinyGPTV, mode: str) -> dict[str, nn.Linear]:
+    """Replace Phi-2's frozen decoder linear layers (LoRA's base layers; not `lm_head`) by `mode`'s
+    bitsandbytes layers, in place; returns the float layers replaced, on the CPU, for `restore_base`
+    (`mode="none"`: nothing replaced)."""
+    if check_base_quant(mode) == "none": return {}
+    dev, saved = next(model.llm.parameters()).device, {}
+    for name in llm_linear_names(model):
+        lin = model.get_submodule(name)
+        if lin.weight.requires_grad: continue
+        parent, _, child = name.rpartition(".")
+        bias = None if lin.bias is None else lin.bias.detach().float()
+        q = quantized_linear(lin.weight.detach().float(), bias, mode, dev, _compute_dtype(dev))
+        setattr(model.get_submodule(parent), child, q)
+        saved[name] = lin.to("cpu")
+    return saved
+
+def restore_base(model: TinyGPTV, saved: dict[str, nn.Linear]) -> TinyGPTV:
+    "Put back the float layers that `quantize_base` replaced (what trained over them stays)."
+    dev = next(model.llm.parameters()).device
+    for name, lin in saved.items():
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, lin.to(dev))
+    saved.clear()
+    return model
+
+# %% ../nbs/33_finetune.ipynb
 def load_start(start, frozen_dtype: str | None = None) -> TinyGPTV:
     """The model to fine-tune: a `TinyGPTV` as it is, `"tiny"` (the shipped stage-4 tiny model), a
     model folder, or a hub repository id."""
@@ -381,7 +422,7 @@ def load_start(start, frozen_dtype: str | None = None) -> TinyGPTV:
 
 def _settings(settings: FinetuneSettings | None, overrides: dict) -> FinetuneSettings:
     s = settings_with(settings, FinetuneSettings, **overrides)
-    check_task(s.task)
+    check_task(s.task); check_base_quant(s.base_quant)
     return s
 
 # %% ../nbs/33_finetune.ipynb
@@ -436,8 +477,10 @@ def finetune(start, data, out, settings: FinetuneSettings | None = None, resume:
     acc = make_accelerator(cfg)
     apply_stage(model, cfg.spec).to(acc.device)
     t0 = time.time(); before = _before(model, scored, s, out, resume, progress); t1 = time.time()
-    h = train_stage(model, cfg, {"own": OwnData(train, s.task)}, out, resume=resume,
-                    progress=progress, accelerator=acc, stop_at=stop_at)["history"]
+    saved = quantize_base(model, s.base_quant)
+    try: h = train_stage(model, cfg, {"own": OwnData(train, s.task)}, out, resume=resume,
+                         progress=progress, accelerator=acc, stop_at=stop_at)["history"]
+    finally: restore_base(model, saved)
     t2 = time.time()
     if len(h) < cfg.total_steps:                     # stopped early: resume it later
         return {"stopped_at": len(h), "steps": cfg.total_steps, "model": model,
