@@ -29,6 +29,8 @@ def skip(cell):
 
 def execute(path: Path) -> float:
     nb = NBProcessor(path, procs=FrontmatterProc, process=True).nb
+    for c in nb.cells:               # a cell that prints nothing must not keep a previous run's outputs
+        if c.cell_type == "code": c.outputs = []
     shell = CaptureShell(path, mpl_format="png")      # execnb defaults to retina (twice the pixels)
     t = time.time()
     with working_directory(path.parent):

@@ -340,7 +340,8 @@ def _chat_args(ch):
     ch.add_argument("--max-new-tokens", type=int, default=300, metavar="N",
                     help="longest answer, in tokens")
     ch.add_argument("--compile", action="store_true", help="CPU: compile the decode step "
-                    "(torch.compile: 40 s to 2 minutes the first time, about 10 %% faster after)")
+                    "(torch.compile; the first answer waits for the compile; `tinygptv bench "
+                    "--paths QUANT:VISION:compile` measures its cost and gain)")
     ch.add_argument("--draw", metavar="FILE",
                     help="one-shot: save the image with the answer's boxes to this file")
 

@@ -43,7 +43,7 @@ class BenchItem:
     box: tuple | None = None           # RefCOCO gold box (x, y, w, h) in pixels
     width: int | None = None
     height: int | None = None
-    group: str | None = None           # upstream's key for predictions (RefCOCO: image id + ref)
+    group: str | None = None           # upstream's key for gold boxes (RefCOCO: image + ref)
 
 @dataclass
 class BenchReport:
@@ -372,7 +372,9 @@ def score_item(kind: str, item: BenchItem, pred: str, mode: str = "correct",
 
 # %% ../nbs/30_evals.ipynb
 def _upstream_refer_box(pred: str):
-    m = re.search(r"\{<\d{1,3}><\d{1,3}><\d{1,3}><\d{1,3}>\}", pred.replace(" ", ""))
+    "The box eval_ref.py keeps: one at the very start of the answer (`<unk>` and spaces removed)."
+    m = re.match(r"\{<\d{1,3}><\d{1,3}><\d{1,3}><\d{1,3}>\}",
+                 pred.replace("<unk>", "").replace(" ", "").strip())
     return [int(v) for v in re.findall(r"\d+", m[0])][:4] if m else None
 
 def _iou_plus1(a, b) -> float:
@@ -419,11 +421,9 @@ def aggregate(bench: str, items: list[BenchItem], preds: dict, mode: str = "corr
     "Score (%) of `bench` from prediction records `preds` (id -> record) asked in `template`."
     kind = bench_kind(bench)
     scored = [(it, preds[it.id]) for it in items if it.id in preds]
-    if kind == "refer" and mode == "upstream":
-        last = {}
-        for it, p in scored: last[it.group] = (it, p)
-        scored = list(last.values())
-    vals = [score_item(kind, it, p.get("prediction", ""), mode, p.get("rank"), template)
+    gold = {it.group or it.id: it for it, _ in scored}        # upstream RefCOCO: a key's last item
+    vals = [score_item(kind, gold[it.group or it.id] if kind == "refer" and mode == "upstream"
+                       else it, p.get("prediction", ""), mode, p.get("rank"), template)
             for it, p in scored]
     out = {"score": 100 * sum(vals) / len(vals) if vals else float("nan"), "n": len(vals)}
     if kind == "hm" and mode != "upstream" and all("yes_minus_no" in p for _, p in scored):

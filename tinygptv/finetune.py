@@ -438,7 +438,7 @@ def _before(model, scored: list, s: FinetuneSettings, out: Path, resume: bool, p
 def _report(start, data, rep, s, cfg, parts, h, before, after, times, acc) -> dict:
     "What `finetune` writes to finetune.json."
     train, held, scored = parts
-    k, mean = min(10, len(h)), lambda xs: sum(xs) / len(xs)
+    k, mean = max(1, min(10, len(h) // 2)), lambda xs: sum(xs) / len(xs)  # windows apart
     pick = lambda d: {x: d[x] for x in ("correct", "score", "interval")}
     q = lambda r: record_turns(r, s.task)[0]
     return {

@@ -37,7 +37,7 @@ class LoraSettings:
 
     def to_peft(self) -> "peft.LoraConfig":
         quiet_bitsandbytes()
-        from peft import LoraConfig   # imported when used: peft imports bitsandbytes (0.06 GiB)
+        from peft import LoraConfig   # imported when used: importing peft imports bitsandbytes
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, bias="none",
                           target_modules=list(self.target_modules), task_type="CAUSAL_LM")
 

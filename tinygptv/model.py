@@ -217,7 +217,7 @@ def forward(self: TinyGPTV, input_ids, attention_mask, labels=None, pixel_values
 @dataclass(frozen=True)
 class StageSpec:
     """One training stage: which parameter groups train, the image size, LoRA or not (the four
-    stages: *Stages*; the prompt templates: *Prompts*)."""
+    stages: *Stages*; the prompt templates: *Prompts, tasks and boxes*)."""
     stage: int
     name: str
     image_size: int
@@ -297,19 +297,22 @@ def save_folder(model: TinyGPTV, path, sources: dict | None = None) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    sources = sources if sources is not None else getattr(model, "sources", {})
-    spec = getattr(model, "stage_spec", None)
-    trainable = sorted(canonical_key(n) for n, p in model.named_parameters() if p.requires_grad)
-    config = {"model_type": "tinygptv", "tinygptv_version": package_version(),
-              "stage": asdict(spec) if spec else None, "trainable": trainable,
-              "sources": sources, **model.cfg.to_dict()}
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    base = {canonical_key(n): p for n, p in model.named_parameters() if "lora_" not in n}
-    write_safetensors(tmp / "model.safetensors", base,
-                      {"format": "pt", "producer": f"tinygptv {package_version()}"})
-    if model.has_lora: model.llm.save_pretrained(tmp / "adapter")
-    if model.tokenizer is not None: model.tokenizer.save_pretrained(tmp)
-    (tmp / "README.md").write_text(_model_card(model, sources))
+    try:
+        sources = sources if sources is not None else getattr(model, "sources", {})
+        spec = getattr(model, "stage_spec", None)
+        trainable = sorted(canonical_key(n) for n, p in model.named_parameters() if p.requires_grad)
+        config = {"model_type": "tinygptv", "tinygptv_version": package_version(),
+                  "stage": asdict(spec) if spec else None, "trainable": trainable,
+                  "sources": sources, **model.cfg.to_dict()}
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        base = {canonical_key(n): p for n, p in model.named_parameters() if "lora_" not in n}
+        write_safetensors(tmp / "model.safetensors", base,
+                          {"format": "pt", "producer": f"tinygptv {package_version()}"})
+        if model.has_lora: model.llm.save_pretrained(tmp / "adapter")
+        if model.tokenizer is not None: model.tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(_model_card(model, sources))
+    except BaseException:                      # an error half-way: nothing of this save is left
+        shutil.rmtree(tmp, ignore_errors=True); raise
     old = path.with_name(path.name + f".old-{os.getpid()}")
     if path.exists(): os.replace(path, old)
     os.replace(tmp, path)

@@ -197,8 +197,8 @@ def load_for_inference(folder, settings: LoadSettings | None = None, **overrides
     """Any model folder, loaded to answer: a pre-quantized one as it is (memory-mapped, CPU);
     otherwise quantized while it is read (`load_quantized`), or, with no quantization and LoRA
     kept, as trained (`TinyGPTV.from_pretrained`). On the CPU each new token is a `LeanDecode` step,
-    compiled with `compile=True` (`torch.compile`: 40 s to two minutes the first time in a process,
-    0.3 GiB more; about 10 % faster after, *Speed and memory*)."""
+    compiled with `compile=True` (`torch.compile`: tens of seconds the first time in a process, a
+    little more memory, a little faster after; measured in *Speed and memory*)."""
     s = load_settings(settings, **overrides)
     if is_prequantized(folder): return load_prequantized(folder, s)
     if (s.quant, s.vision, s.stream_vision, s.merge_lora) == ("none", "none", False, False):

@@ -151,8 +151,7 @@ class Int8Linear(nn.Module):
 # %% ../nbs/25_quantized_layers.ipynb
 class Int8WeightLinear(nn.Module):
     """`nn.Linear` with an int8 weight (a scale per output), multiplied in bf16 by torch's
-    weight-only kernel `aten._weight_int8pack_mm`: the `int4` path's `lm_head` (in 4 bits, the tiny
-    model's logit error doubled)."""
+    weight-only kernel `aten._weight_int8pack_mm`: the `int4` path's `lm_head`."""
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features

@@ -130,8 +130,9 @@ def _truncate(ids, labels, max_len: int, keep_end: bool):
                                   f"{sum(map(bool, keep))} positions, more than max_len={max_len}")
         return ([t for t, k in zip(ids, keep) if k is not None],
                 [l for l, k in zip(labels, keep) if k is not None])
-    if IMAGE_TOKEN in ids[max_len:] and IMAGE_TOKEN in ids[max_len - 1:max_len + 1]:
-        raise ValueError(f"max_len={max_len} would cut through an image's slots; raise max_len")
+    if IMAGE_TOKEN in ids[max_len:]:   # part of an image, or a later image whole
+        raise ValueError(f"max_len={max_len} would cut off image slots (from position "
+                         f"{ids.index(IMAGE_TOKEN, max_len)}); raise max_len")
     return ids[:max_len], labels[:max_len]
 
 # %% ../nbs/04_tokenizer.ipynb

@@ -43,7 +43,8 @@ __all__ = ['log', 'QUIRKS', 'TINY_MIXTURES', 'TINY_STEPS', 'TINY_LR', 'PAPER_STA
 QUIRKS = {
     "stage4_min_lr": "stage 4's min_lr 8e-5 above its init_lr 1e-5 (the cosine then raises the LR)",
     "warmup_in_epoch": "the warm-up LR computed from the step within the epoch",
-    "lora_in_stage1": "LoRA created in stage 1 (upstream's lora_r default, TinyGPT-V issue #13)",
+    "lora_in_stage1": "LoRA created in stage 1 (upstream's lora_r default; "
+                      "https://github.com/DLYuanGod/TinyGPT-V/issues/13)",
     "no_grad_clip": "no gradient clipping",
 }
 
@@ -499,7 +500,7 @@ def train_stage_from(init, stage: int, data_root, out, quirks=(), resume: bool =
         raise ValueError(f"{init}: no tokenizer in the model folder (convert writes Phi-2's)")
     if model.has_lora and not cfg.spec.lora:
         raise ValueError(f"{init} has LoRA adapters but stage {stage} trains without LoRA; "
-                         f"start stage {stage} from a stage-{stage - 1} folder")
+                         f"start it from a folder without LoRA (tinygptv convert --stage {stage})")
     out = Path(out)
     train_stage(model, cfg, readers, out, steps=steps, resume=resume, progress=progress)
     model.save_pretrained(out / "model")

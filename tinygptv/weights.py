@@ -147,9 +147,9 @@ def _check_phi2_config(path: Path, llm: LLMConfig):
                               "folder")
     hf = json.loads(cfg_file.read_text())
     if hf.get("model_type") == "phi-msft" or "n_embd" in hf:
-        raise CheckpointError(f"{cfg_file}: the remote-code 'phi-msft' format (Wqkv/out_proj, "
-                              "upstream issue #9); use the transformers-format Phi-2 "
-                              "(model_type 'phi')")
+        raise CheckpointError(f"{cfg_file}: the remote-code 'phi-msft' format (Wqkv/out_proj; "
+                              "https://github.com/DLYuanGod/TinyGPT-V/issues/9); use the "
+                              "transformers-format Phi-2 (model_type 'phi')")
     if hf.get("model_type") not in ("phi", "tinygptv_phi"):
         raise CheckpointError(f"{cfg_file}: model_type {hf.get('model_type')!r}; "
                               "expected 'phi' (Phi-2)")
