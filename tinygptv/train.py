@@ -46,6 +46,8 @@ QUIRKS = {
     "lora_in_stage1": "LoRA created in stage 1 (upstream's lora_r default; "
                       "https://github.com/DLYuanGod/TinyGPT-V/issues/13)",
     "no_grad_clip": "no gradient clipping",
+    "train_qformer": "the pre-v1 stage 4: the Q-Former trains too "
+                     "(https://github.com/DLYuanGod/TinyGPT-V/issues/23)",
 }
 
 # the tiny preset: the synthetic world's kinds and ratios per stage, steps and peak learning rates
@@ -94,6 +96,9 @@ class StageTrainConfig:
             raise ValueError("mixed_precision must be no, bf16 or fp16; "
                              f"got {self.mixed_precision!r}")
         if "no_grad_clip" in self.quirks: self.grad_clip = None
+        if "train_qformer" in self.quirks and self.stage != 4:
+            raise ValueError("quirk train_qformer is the pre-v1 stage-4 variant; "
+                             f"stage {self.stage}")
 
 # %% ../nbs/16_training.ipynb
 @patch(as_prop=True)
@@ -112,7 +117,8 @@ def summary(self: StageTrainConfig) -> str:
 @patch(as_prop=True)
 def spec(self: StageTrainConfig) -> StageSpec:
     "The stage's model side (*Stages*) at this config's image size."
-    return replace(get_stage(self.stage, lora_in_stage1="lora_in_stage1" in self.quirks),
+    return replace(get_stage(self.stage, lora_in_stage1="lora_in_stage1" in self.quirks,
+                             train_qformer="train_qformer" in self.quirks),
                    image_size=self.image_size, train_input_norms=self.train_input_norms)
 
 # %% ../nbs/16_training.ipynb
@@ -501,6 +507,10 @@ def train_stage_from(init, stage: int, data_root, out, quirks=(), resume: bool =
     if model.has_lora and not cfg.spec.lora:
         raise ValueError(f"{init} has LoRA adapters but stage {stage} trains without LoRA; "
                          f"start it from a folder without LoRA (tinygptv convert --stage {stage})")
+    spec = getattr(model, "stage_spec", None)
+    if spec is not None and spec.train_qformer and not cfg.spec.train_qformer:
+        raise ValueError(f"{init} was converted for the pre-v1 stage 4 (its Q-Former trains): "
+                         "train it with quirk train_qformer (tinygptv train --quirk train_qformer)")
     out = Path(out)
     train_stage(model, cfg, readers, out, steps=steps, resume=resume, progress=progress)
     model.save_pretrained(out / "model")
