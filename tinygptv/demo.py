@@ -4,7 +4,7 @@
 
 # %% ../nbs/32_demo.ipynb 3
 from __future__ import annotations
-import html, io, logging, os, socket, tempfile
+import html, io, logging, os, socket, tempfile, textwrap
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +85,6 @@ def plot_attention(model, image, question: str | None = None, answer: str | None
                    template: int = 4, n_queries: int = 6):
     """The photo, the maps of the first `n_queries` queries, and (with a question and answer, asked
     in stage `template`'s template) what the answer looked at; four pictures a row."""
-    import textwrap
     import matplotlib.pyplot as plt
     img = load_image(image); maps = query_attention(model, img)
     n = n_queries + 1 + (answer is not None)

@@ -384,7 +384,7 @@ def _iou_plus1(a, b) -> float:
     inter = ix * iy
     area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)
     return inter / (area(a) + area(b) - inter)
-#| export
+
 def _score_upstream(kind: str, item: BenchItem, pred: str, rank: int | None) -> float:
     "Upstream's scoring of one raw prediction, quirks included (its eval_vqa.py, eval_ref.py)."
     if kind in ("exact", "synth"): return float(item.answers[0] in pred.lower())

@@ -26,7 +26,7 @@ from .train import (PAPER_STAGES, TINY_LR, StageTrainConfig, latest_resume_state
 from .tiny_backbones import load_tiny_trained
 
 # %% auto 0
-__all__ = ['KINDS', 'COLUMNS', 'KIND_NAMES', 'TASK_RE', 'IMAGE_WHY', 'BASE_QUANTS', 'check_task', 'OwnRecord',
+__all__ = ['KINDS', 'COLUMNS', 'KIND_NAMES', 'TASK_RE', 'IMAGE_WHY', 'BASE_QUANTS', 'AUTOCAST_DTYPES', 'check_task', 'OwnRecord',
            'pixel_box_to_grid', 'parse_pixel_box', 'OwnDataReport', 'OwnDataError', 'check_own_data', 'report_own_data',
            'LlavaTurns', 'record_turns', 'OwnData', 'split_holdout', 'group_of', 'score_records', 'FinetuneSettings',
            'is_tiny', 'finetune_config', 'check_base_quant', 'quantize_base', 'restore_base', 'load_start', 'finetune']
@@ -372,14 +372,12 @@ def check_base_quant(mode: str) -> str:
         raise ValueError(f"base_quant {mode!r}: expected one of {', '.join(BASE_QUANTS)}")
     return mode
 
-def _compute_dtype(device: torch.device) -> torch.dtype:
-    if device.type != "cuda": return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+AUTOCAST_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-def quantize_base(model: TinyGPTV, mode: str) -> dict[str, nn.Linear]:
+def quantize_base(model: TinyGPTV, mode: str, dtype: torch.dtype = torch.float32) -> dict:
     """Replace Phi-2's frozen decoder linear layers (LoRA's base layers; not `lm_head`) by `mode`'s
-    bitsandbytes layers, in place; returns the float layers replaced, on the CPU, for `restore_base`
-    (`mode="none"`: nothing replaced)."""
+    bitsandbytes layers computing in `dtype` (the run's autocast dtype), in place; returns the float
+    layers replaced, on the CPU, for `restore_base` (`mode="none"`: nothing replaced)."""
     if check_base_quant(mode) == "none": return {}
     dev, saved = next(model.llm.parameters()).device, {}
     for name in llm_linear_names(model):
@@ -387,7 +385,7 @@ def quantize_base(model: TinyGPTV, mode: str) -> dict[str, nn.Linear]:
         if lin.weight.requires_grad: continue
         parent, _, child = name.rpartition(".")
         bias = None if lin.bias is None else lin.bias.detach().float()
-        q = quantized_linear(lin.weight.detach().float(), bias, mode, dev, _compute_dtype(dev))
+        q = quantized_linear(lin.weight.detach().float(), bias, mode, dev, dtype)
         setattr(model.get_submodule(parent), child, q)
         saved[name] = lin.to("cpu")
     return saved
@@ -477,7 +475,7 @@ def finetune(start, data, out, settings: FinetuneSettings | None = None, resume:
     acc = make_accelerator(cfg)
     apply_stage(model, cfg.spec).to(acc.device)
     t0 = time.time(); before = _before(model, scored, s, out, resume, progress); t1 = time.time()
-    saved = quantize_base(model, s.base_quant)
+    saved = quantize_base(model, s.base_quant, AUTOCAST_DTYPES[cfg.mixed_precision])
     try: h = train_stage(model, cfg, {"own": OwnData(train, s.task)}, out, resume=resume,
                          progress=progress, accelerator=acc, stop_at=stop_at)["history"]
     finally: restore_base(model, saved)
